@@ -1,0 +1,30 @@
+"""sdkit: a small PyTorch library for (self-)distillation, companion to the book *Self-Distillation, Executed*."""
+
+from .data import DATASETS, Batch, BatchLoader, Dataset, Split, augment_batch, load_dataset, read_idx
+from .evaluate import accuracy, evaluate, expected_calibration_error, predict_logits, reliability_bins
+from .losses import (
+    DistillationLoss,
+    KDLoss,
+    SoftCrossEntropy,
+    distillation_loss,
+    kd_loss,
+    soft_cross_entropy,
+)
+from .methods import CrossEntropy, Distill, Method
+from .models import MODELS, MLP, ResNet, SmallCNN, build_model, count_parameters, frozen_copy
+from .temperature import entropy, soften, soften_probs
+from .train import Generation, History, born_again, train
+from .utils import atomic_torch_save, atomic_write_json, is_quick, machine_info, pick_device, run_mode
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DATASETS", "Batch", "BatchLoader", "Dataset", "Split", "augment_batch", "load_dataset", "read_idx",
+    "accuracy", "evaluate", "expected_calibration_error", "predict_logits", "reliability_bins",
+    "DistillationLoss", "KDLoss", "SoftCrossEntropy", "distillation_loss", "kd_loss", "soft_cross_entropy",
+    "CrossEntropy", "Distill", "Method",
+    "MODELS", "MLP", "ResNet", "SmallCNN", "build_model", "count_parameters", "frozen_copy",
+    "entropy", "soften", "soften_probs",
+    "Generation", "History", "born_again", "train",
+    "atomic_torch_save", "atomic_write_json", "is_quick", "machine_info", "pick_device", "run_mode",
+]  # fmt: skip

@@ -1,0 +1,142 @@
+"""Command line: ``python -m sdkit run`` trains a teacher and born-again generations and prints a table."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from collections.abc import Sequence
+
+from .data import DATASETS, load_dataset
+from .models import MODELS, build_model, count_parameters
+from .train import born_again
+from .utils import atomic_write_json, machine_info, pick_device
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2 (argparse's own convention)
+        raise UsageError(message)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m sdkit", description="Self-distillation experiments on small image datasets.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    run = sub.add_parser("run", help="train a teacher and k born-again generations, print a table")
+    run.add_argument("--dataset", default="digits", help=f"one of {sorted(DATASETS)} (default digits)")
+    run.add_argument("--data-root", default=None, help="folder with the dataset files (default $SDKIT_DATA)")
+    run.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
+    run.add_argument("--model", default="cnn", help=f"one of {list(MODELS)} or resnetN (default cnn)")
+    run.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1.0)")
+    run.add_argument("--generations", type=int, default=2, help="born-again generations after the teacher")
+    run.add_argument("--epochs", type=int, default=15)
+    run.add_argument("--batch-size", type=int, default=128)
+    run.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.1 SGD, 3e-3 AdamW)")
+    run.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
+    run.add_argument("--T", type=float, default=4.0, help="distillation temperature (default 4)")
+    run.add_argument("--alpha", type=float, default=0.9, help="weight of the soft term in [0, 1] (default 0.9)")
+    run.add_argument("--train-size", type=int, default=None, help="use only this many training samples")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    run.add_argument("--out", default=None, help="write the results as JSON to this file (atomically)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def _table(rows: list[dict]) -> str:
+    head = ["model", "params", "val acc", "test acc", "test NLL", "test ECE", "seconds"]
+    body = [
+        [
+            r["name"],
+            f"{r['params']:,}",
+            f"{r['val_accuracy']:.4f}",
+            f"{r['test_accuracy']:.4f}",
+            f"{r['test_nll']:.4f}",
+            f"{r['test_ece']:.4f}",
+            f"{r['seconds']:.1f}",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*b) for b in body)])
+
+
+def _run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    device = pick_device(args.device)
+    data = load_dataset(
+        args.dataset, args.data_root, seed=args.seed, download=args.download, train_size=args.train_size
+    )
+    build_model(args.model, data.input_shape, data.num_classes, width=args.width)  # validate before training
+
+    def make_model(seed: int):
+        return build_model(args.model, data.input_shape, data.num_classes, width=args.width, seed=seed)
+
+    gens = born_again(
+        make_model,
+        data,
+        args.generations,
+        T=args.T,
+        alpha=args.alpha,
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        device=device,
+        progress=not args.no_progress,
+    )
+    rows = []
+    for g, gen in enumerate(gens):
+        best = gen.history.records[gen.history.best_epoch]
+        rows.append(
+            {
+                "name": f"{args.model} gen {g}" + (" (teacher)" if g == 0 else ""),
+                "generation": g,
+                "params": count_parameters(gen.model),
+                "val_accuracy": best["val_accuracy"],
+                "test_accuracy": gen.metrics["accuracy"],
+                "test_nll": gen.metrics["nll"],
+                "test_ece": gen.metrics["ece"],
+                "seconds": gen.history.seconds,
+                "history": gen.history.records,
+            }
+        )
+    print(_table(rows))
+    total = time.perf_counter() - started
+    print(f"\n{args.dataset}, {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
+          f"T={args.T}, alpha={args.alpha}, device={device}, total {total:.1f} s")  # fmt: skip
+    if args.out:
+        config = {k: v for k, v in vars(args).items() if k not in ("command", "no_progress")}
+        result = {
+            "config": config,
+            "generations": rows,
+            "total_seconds": total,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info(device),
+        }
+        atomic_write_json(args.out, result)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("missing command; try 'python -m sdkit run' (see --help)")
+        for name in ("epochs", "batch_size"):
+            if getattr(args, name) <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+        if args.generations < 0:
+            raise UsageError(f"--generations must be >= 0, got {args.generations}")
+        return _run(args)
+    except (UsageError, ValueError, FileNotFoundError) as err:
+        print(f"sdkit: error: {err}", file=sys.stderr)
+        return 2

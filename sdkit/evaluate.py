@@ -1,0 +1,89 @@
+"""Accuracy, negative log-likelihood and calibration.
+
+Expected calibration error with ``M`` equal-width confidence bins ``B_m`` over ``n`` samples:
+
+    ECE = sum_m |B_m| / n * |acc(B_m) - conf(B_m)|
+
+where ``conf`` is the mean top-class probability in the bin and ``acc`` the fraction of correct predictions
+(Guo et al. 2017, "On Calibration of Modern Neural Networks").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_labels, check_positive_int, check_probs
+from .data import Split
+
+__all__ = ["predict_logits", "accuracy", "expected_calibration_error", "reliability_bins", "evaluate"]
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Logits of ``model`` (in eval mode) for every row of ``x``, as float32 on the CPU."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Fraction of rows whose argmax equals the target."""
+    check_labels(targets, logits.shape[-1], logits.shape[0])
+    return float((logits.argmax(-1) == targets).float().mean())
+
+
+def reliability_bins(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = 15) -> dict[str, list[float]]:
+    """Per-bin data for a reliability diagram (equal-width bins on the top-class confidence).
+
+    Returns lists of length ``n_bins``: ``lower``/``upper`` bin edges, ``count``, ``confidence`` (mean top
+    probability, NaN for an empty bin) and ``accuracy`` (NaN for an empty bin).
+    """
+    check_positive_int(n_bins, "n_bins")
+    check_probs(probs, "probs")
+    check_labels(targets, probs.shape[-1], probs.shape[0])
+    confidence, predicted = probs.max(-1)
+    correct = (predicted == targets).double()
+    # bin m holds confidences in (m/M, (m+1)/M]; a confidence of exactly 0 cannot occur for a top-class probability
+    bin_of = (confidence.double() * n_bins).ceil().long().clamp(1, n_bins) - 1
+    count = torch.bincount(bin_of, minlength=n_bins).double()
+    conf_sum = torch.bincount(bin_of, weights=confidence.double(), minlength=n_bins)
+    acc_sum = torch.bincount(bin_of, weights=correct, minlength=n_bins)
+    nan = torch.full_like(count, float("nan"))
+    return {
+        "lower": [m / n_bins for m in range(n_bins)],
+        "upper": [(m + 1) / n_bins for m in range(n_bins)],
+        "count": count.tolist(),
+        "confidence": torch.where(count > 0, conf_sum / count.clamp(min=1), nan).tolist(),
+        "accuracy": torch.where(count > 0, acc_sum / count.clamp(min=1), nan).tolist(),
+    }
+
+
+def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = 15) -> float:
+    """ECE with ``n_bins`` equal-width bins: ``sum_m |B_m|/n * |acc(B_m) - conf(B_m)|``."""
+    bins = reliability_bins(probs, targets, n_bins)
+    n = sum(bins["count"])
+    return float(
+        sum(c / n * abs(a - f) for c, a, f in zip(bins["count"], bins["accuracy"], bins["confidence"]) if c > 0)
+    )
+
+
+def evaluate(
+    model: nn.Module, split: Split, *, n_bins: int = 15, batch_size: int = 1024, device=None
+) -> dict[str, float]:
+    """Accuracy, mean negative log-likelihood (nats) and ECE of ``model`` on ``split``."""
+    logits = predict_logits(model, split.x, batch_size=batch_size, device=device)
+    targets = split.y.cpu()
+    return {
+        "accuracy": accuracy(logits, targets),
+        "nll": float(F.cross_entropy(logits, targets)),
+        "ece": expected_calibration_error(logits.softmax(-1), targets, n_bins),
+    }

@@ -1,0 +1,146 @@
+"""Distillation losses.
+
+Notation: ``s`` student logits, ``t`` teacher logits, ``q = softmax(t / T)`` the teacher's soft label,
+``p = softmax(s / T)`` the student's tempered prediction, ``y`` the hard label, ``B`` the batch size.
+
+* ``soft_cross_entropy``: ``(1/B) sum_b -sum_i q_bi log p_bi``
+* ``kd_loss`` (Hinton et al. 2015): ``T^2 * (1/B) sum_b KL(q_b || p_b)``. The ``T^2`` keeps the gradient's size
+  roughly independent of ``T`` (the gradient of the KL alone shrinks like ``1/T^2`` for large ``T``).
+* ``distillation_loss``: ``(1 - alpha) * CE(s, y) + alpha * kd_loss(s, t, T)``. **alpha weights the soft term.**
+
+Soft cross-entropy and KL differ by the teacher's entropy ``H(q)``, which does not depend on the student, so both
+give the same gradients; KL is 0 when the student matches the teacher, which makes it easier to read.
+
+The public functions validate their input (see :mod:`sdkit._checks`). The training loop calls the ``_unchecked``
+versions after validating its data once, because value checks on a GPU tensor force a host synchronisation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_alpha, check_labels, check_logits, check_probs, check_same_classes, check_temperature
+
+__all__ = [
+    "soft_cross_entropy",
+    "kd_loss",
+    "distillation_loss",
+    "SoftCrossEntropy",
+    "KDLoss",
+    "DistillationLoss",
+]
+
+
+def _kd_loss_unchecked(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
+    log_p = F.log_softmax(student_logits.float() / T, dim=-1)
+    log_q = F.log_softmax(teacher_logits.float() / T, dim=-1)
+    # 'batchmean' divides the summed KL by the batch size: the true mean per-sample KL. 'mean' would also divide
+    # by the number of classes and silently shrink the loss C times.
+    return (T * T) * F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
+
+
+def _distillation_loss_unchecked(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    T: float,
+    alpha: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    hard = F.cross_entropy(student_logits.float(), targets, label_smoothing=label_smoothing)
+    if alpha == 0.0:
+        return hard
+    return (1.0 - alpha) * hard + alpha * _kd_loss_unchecked(student_logits, teacher_logits, T)
+
+
+def soft_cross_entropy(student_logits: torch.Tensor, target_probs: torch.Tensor, T: float = 1.0) -> torch.Tensor:
+    """Cross-entropy against a soft target: ``(1/B) sum_b -sum_i q_bi log softmax(s_b / T)_i``.
+
+    ``target_probs`` are probabilities (rows summing to 1), e.g. ``soften(teacher_logits, T)``.
+    Equals ``KL(q || p) + H(q)``.
+
+    >>> soft_cross_entropy(torch.zeros(1, 4), torch.full((1, 4), 0.25))  # log 4
+    tensor(1.3863)
+    """
+    T = check_temperature(T)
+    check_logits(student_logits, "student_logits")
+    check_probs(target_probs, "target_probs")
+    check_same_classes(student_logits, target_probs, "student_logits", "target_probs")
+    return F.cross_entropy(student_logits.float() / T, target_probs.float())
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 4.0) -> torch.Tensor:
+    """Hinton's soft loss ``T^2 * KL(softmax(t/T) || softmax(s/T))``, averaged over the batch ('batchmean').
+
+    >>> z = torch.tensor([[1.0, 2.0, 3.0]])
+    >>> kd_loss(z, z, T=4.0)
+    tensor(0.)
+    """
+    T = check_temperature(T)
+    check_logits(student_logits, "student_logits")
+    check_logits(teacher_logits, "teacher_logits")
+    check_same_classes(student_logits, teacher_logits, "student_logits", "teacher_logits")
+    return _kd_loss_unchecked(student_logits, teacher_logits, T)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    T: float = 4.0,
+    alpha: float = 0.9,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """``(1 - alpha) * CE(s, y) + alpha * T^2 * KL(softmax(t/T) || softmax(s/T))``.
+
+    ``alpha`` is the weight of the **soft** (teacher) term: ``alpha = 0`` is plain cross-entropy training and
+    ``alpha = 1`` ignores the hard labels. Some published code uses the opposite convention; sdkit never does.
+
+    >>> s, t = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    >>> distillation_loss(s, t, torch.tensor([0]), T=1.0, alpha=0.0)  # = CE(s, y) = log(1 + e^-2)
+    tensor(0.1269)
+    """
+    T = check_temperature(T)
+    alpha = check_alpha(alpha)
+    check_logits(student_logits, "student_logits")
+    check_logits(teacher_logits, "teacher_logits")
+    check_same_classes(student_logits, teacher_logits, "student_logits", "teacher_logits")
+    check_labels(targets, student_logits.shape[-1], student_logits.shape[0])
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1), got label_smoothing={label_smoothing!r}")
+    return _distillation_loss_unchecked(student_logits, teacher_logits, targets, T, alpha, label_smoothing)
+
+
+class SoftCrossEntropy(nn.Module):
+    """Module form of :func:`soft_cross_entropy`."""
+
+    def __init__(self, T: float = 1.0) -> None:
+        super().__init__()
+        self.T = check_temperature(T)
+
+    def forward(self, student_logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+        return soft_cross_entropy(student_logits, target_probs, self.T)
+
+
+class KDLoss(nn.Module):
+    """Module form of :func:`kd_loss`."""
+
+    def __init__(self, T: float = 4.0) -> None:
+        super().__init__()
+        self.T = check_temperature(T)
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        return kd_loss(student_logits, teacher_logits, self.T)
+
+
+class DistillationLoss(nn.Module):
+    """Module form of :func:`distillation_loss` (``alpha`` weights the soft term)."""
+
+    def __init__(self, T: float = 4.0, alpha: float = 0.9, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.T, self.alpha, self.label_smoothing = check_temperature(T), check_alpha(alpha), label_smoothing
+
+    def forward(self, student_logits, teacher_logits, targets) -> torch.Tensor:
+        return distillation_loss(student_logits, teacher_logits, targets, self.T, self.alpha, self.label_smoothing)

@@ -1,0 +1,158 @@
+"""Small image classifiers, each buildable by name for any input shape and class count.
+
+* ``mlp``: flatten, two hidden layers of ``256 * width`` units.
+* ``cnn``: three conv blocks (conv-BN-ReLU, max-pooling after the first two) (``32w, 64w, 128w`` channels) with BatchNorm, then global average pooling.
+* ``resnet``: the CIFAR ResNet of He et al. (2016), 3x3 stem, ``depth = 6n + 2`` (8, 14, 20, 32, ...),
+  stages of ``16w, 32w, 64w`` channels.
+
+``width`` scales every layer, so a student can be a thinner copy of its teacher's architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+__all__ = ["MODELS", "MLP", "SmallCNN", "ResNet", "build_model", "count_parameters", "frozen_copy"]
+
+
+def _channels(base: int, width: float) -> int:
+    return max(1, int(round(base * width)))
+
+
+class MLP(nn.Module):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> None:
+        super().__init__()
+        hidden = _channels(256, width)
+        n_in = int(torch.tensor(input_shape).prod())
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(n_in, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """conv-pool, conv-pool, conv, global average pool, linear. Works from 8x8 inputs upwards."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> None:
+        super().__init__()
+        c1, c2, c3 = _channels(32, width), _channels(64, width), _channels(128, width)
+        self.features = nn.Sequential(
+            *_conv_bn(input_shape[0], c1),
+            nn.MaxPool2d(2),
+            *_conv_bn(c1, c2),
+            nn.MaxPool2d(2),
+            *_conv_bn(c2, c3),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Linear(c3, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet: 3x3 stem, three stages of ``n`` basic blocks, ``depth = 6n + 2``.
+
+    ``stages`` exposes the three stages so methods that read intermediate features (be-your-own-teacher) can.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, depth: int = 8) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"ResNet depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got depth={depth}")
+        n = (depth - 2) // 6
+        widths = [_channels(16, width), _channels(32, width), _channels(64, width)]
+        self.stem = nn.Sequential(*_conv_bn(input_shape[0], widths[0]))
+        stages, c_in = [], widths[0]
+        for i, c_out in enumerate(widths):
+            blocks = [BasicBlock(c_in if j == 0 else c_out, c_out, 2 if (i > 0 and j == 0) else 1) for j in range(n)]
+            stages.append(nn.Sequential(*blocks))
+            c_in = c_out
+        self.stages = nn.ModuleList(stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.classifier(self.pool(x))
+
+
+MODELS = ("mlp", "cnn", "resnet")
+
+
+def build_model(
+    name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    width: float = 1.0,
+    depth: int = 8,
+    seed: int = 0,
+) -> nn.Module:
+    """Build a model by name (``mlp``, ``cnn``, ``resnet``; ``resnet20`` etc. set the depth).
+
+    The weights are initialised from ``seed`` without touching the global random state.
+    """
+    key = name.lower()
+    if key.startswith("resnet") and key[6:].isdigit():
+        key, depth = "resnet", int(key[6:])
+    if key not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)} (or resnetN, e.g. resnet20)")
+    if not (isinstance(width, (int, float)) and width > 0):
+        raise ValueError(f"width must be a positive number (1.0 = default size), got width={width!r}")
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got num_classes={num_classes!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if key == "mlp":
+            return MLP(input_shape, num_classes, width)
+        if key == "cnn":
+            return SmallCNN(input_shape, num_classes, width)
+        return ResNet(input_shape, num_classes, width, depth)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy in eval mode with gradients off: a teacher that can never be changed by the student's training."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher

@@ -1,0 +1,94 @@
+"""Devices, run modes and atomic file writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["pick_device", "run_mode", "is_quick", "atomic_write_json", "atomic_torch_save", "machine_info"]
+
+MODES = ("quick", "full")
+
+
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None) picks CUDA, then Apple's MPS, then the CPU; anything else is used as given."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got device={device!r}") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='cpu' or 'auto'")
+    return chosen
+
+
+def run_mode() -> str:
+    """The book's budget, from ``$SDKIT_MODE``: ``quick`` (CPU-sized, used by CI) or ``full`` (GPU-sized).
+
+    Unset means ``full`` when a CUDA GPU is present and ``quick`` otherwise.
+    """
+    mode = os.environ.get("SDKIT_MODE", "").strip().lower()
+    if not mode:
+        return "full" if torch.cuda.is_available() else "quick"
+    if mode not in MODES:
+        raise ValueError(f"SDKIT_MODE must be one of {MODES}, got SDKIT_MODE={mode!r}")
+    return mode
+
+
+def is_quick() -> bool:
+    return run_mode() == "quick"
+
+
+def _atomic_write(path: str | os.PathLike, write) -> Path:
+    # Write to a temp file in the same folder, fsync, then rename over the target: a crash leaves either the old
+    # file or the new one, never a half-written file.
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return _atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, allow_nan=True) + "\n").encode()))
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save`` to ``path`` atomically."""
+    return _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
+    """A short description of where a result was measured."""
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    if device is not None and torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
