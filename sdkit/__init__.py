@@ -10,8 +10,8 @@ from .losses import (
     kd_loss,
     soft_cross_entropy,
 )
-from .methods import CrossEntropy, Distill, Method
-from .models import MODELS, MLP, ResNet, SmallCNN, build_model, count_parameters, frozen_copy
+from .methods import PSKD, CrossEntropy, Distill, Method
+from .models import MLP, MODELS, ResNet, SmallCNN, build_model, count_parameters, frozen_copy
 from .temperature import entropy, soften, soften_probs
 from .train import Generation, History, born_again, train
 from .utils import atomic_torch_save, atomic_write_json, is_quick, machine_info, pick_device, run_mode
@@ -22,7 +22,7 @@ __all__ = [
     "DATASETS", "Batch", "BatchLoader", "Dataset", "Split", "augment_batch", "load_dataset", "read_idx",
     "accuracy", "evaluate", "expected_calibration_error", "predict_logits", "reliability_bins",
     "DistillationLoss", "KDLoss", "SoftCrossEntropy", "distillation_loss", "kd_loss", "soft_cross_entropy",
-    "CrossEntropy", "Distill", "Method",
+    "CrossEntropy", "Distill", "Method", "PSKD",
     "MODELS", "MLP", "ResNet", "SmallCNN", "build_model", "count_parameters", "frozen_copy",
     "entropy", "soften", "soften_probs",
     "Generation", "History", "born_again", "train",

@@ -63,9 +63,10 @@ def check_probs(probs: torch.Tensor, name: str, atol: float = 1e-3) -> torch.Ten
     sums = probs.sum(-1, dtype=torch.float64)
     worst = float((sums - 1).abs().max()) if sums.numel() else 0.0
     if worst > atol:
+        row_sum = float(sums.flatten()[(sums - 1).abs().argmax()])
         raise ValueError(
-            f"{name} must sum to 1 over its last dimension, but a row sums to {float(sums.flatten()[(sums - 1).abs().argmax()]):.4g}"
-            " (off by {:.3g}); normalise it, or pass logits to the logits-based function".format(worst)
+            f"{name} must sum to 1 over its last dimension, but a row sums to {row_sum:.4g} (off by {worst:.3g}); "
+            "normalise it, or pass logits to the logits-based function"
         )
     return probs
 

@@ -165,7 +165,10 @@ def _missing(name: str, looked_in: list[Path]) -> FileNotFoundError:
     how = {
         "fashion-mnist": "install Debian's package (sudo apt-get install dataset-fashion-mnist), "
         "or pass download=True (CLI: --download; torchvision downloads it), or root=FOLDER holding the four IDX files",
-    }.get(name, "pass download=True (CLI: --download; torchvision downloads it), or root=FOLDER holding torchvision's files")
+    }.get(
+        name,
+        "pass download=True (CLI: --download; torchvision downloads it), or root=FOLDER holding torchvision's files",
+    )
     return FileNotFoundError(f"dataset {name!r} was not found offline (looked in: {where}). To get it: {how}.")
 
 

@@ -71,9 +71,8 @@ def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bin
     """ECE with ``n_bins`` equal-width bins: ``sum_m |B_m|/n * |acc(B_m) - conf(B_m)|``."""
     bins = reliability_bins(probs, targets, n_bins)
     n = sum(bins["count"])
-    return float(
-        sum(c / n * abs(a - f) for c, a, f in zip(bins["count"], bins["accuracy"], bins["confidence"]) if c > 0)
-    )
+    rows = zip(bins["count"], bins["accuracy"], bins["confidence"], strict=True)
+    return float(sum(count / n * abs(acc - conf) for count, acc, conf in rows if count > 0))
 
 
 def evaluate(

@@ -7,6 +7,7 @@ predictions); the loop calls ``setup`` once before training and ``end_epoch`` af
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_alpha, check_temperature
@@ -14,7 +15,7 @@ from .data import Batch
 from .losses import _distillation_loss_unchecked
 from .models import frozen_copy
 
-__all__ = ["Method", "CrossEntropy", "Distill"]
+__all__ = ["Method", "CrossEntropy", "Distill", "PSKD"]
 
 
 class Method:
@@ -27,8 +28,11 @@ class Method:
             raise ValueError(f"label_smoothing must lie in [0, 1), got label_smoothing={label_smoothing!r}")
         self.label_smoothing = label_smoothing
 
-    def setup(self, model: nn.Module, device: torch.device, autocast) -> None:
-        """Called once before the first epoch, with the student already on ``device``."""
+    def setup(self, model: nn.Module, device: torch.device, autocast, *, num_samples: int, epochs: int) -> None:
+        """Called once before the first epoch, with the student already on ``device``.
+
+        ``num_samples`` is the size of the training split (batch indices lie in ``[0, num_samples)``).
+        """
         self.autocast = autocast
 
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
@@ -59,8 +63,8 @@ class Distill(Method):
         self.source = teacher
         self.teacher = frozen_copy(teacher)
 
-    def setup(self, model: nn.Module, device: torch.device, autocast) -> None:
-        super().setup(model, device, autocast)
+    def setup(self, model: nn.Module, device: torch.device, autocast, *, num_samples: int, epochs: int) -> None:
+        super().setup(model, device, autocast, num_samples=num_samples, epochs=epochs)
         if model is self.source:
             raise ValueError(
                 "teacher is the student itself; pass a trained copy (sdkit.frozen_copy(model)) or another model"
@@ -79,3 +83,50 @@ class Distill(Method):
                 "they must match"
             )
         return _distillation_loss_unchecked(logits, teacher_logits, batch.y, self.T, self.alpha, self.label_smoothing)
+
+
+class PSKD(Method):
+    """Progressive self-knowledge distillation (Kim et al. 2021, "Self-Knowledge Distillation with Progressive
+    Refinement of Targets"). One network, one run: its own predictions from the previous epoch are the teacher.
+
+    At epoch ``t`` (0-based) of ``E`` the target for sample ``i`` is
+
+        q_i = (1 - a_t) * onehot(y_i) + a_t * p_prev(i),     a_t = alpha_T * t / (E - 1),
+
+    where ``p_prev(i)`` is the softmax the model gave sample ``i`` (by its index in the training split) during the
+    previous epoch, and the loss is the soft cross-entropy ``-sum_j q_ij log softmax(z_i)_j``. The paper uses
+    ``alpha_T = 0.8``. At epoch 0 there is no previous prediction and the target is the one-hot label.
+    """
+
+    name = "pskd"
+
+    def __init__(self, alpha_T: float = 0.8) -> None:
+        super().__init__()
+        self.alpha_T = check_alpha(alpha_T, "alpha_T")
+
+    def setup(self, model: nn.Module, device: torch.device, autocast, *, num_samples: int, epochs: int) -> None:
+        super().setup(model, device, autocast, num_samples=num_samples, epochs=epochs)
+        self.epochs = epochs
+        self.num_classes: int | None = None
+        self.previous: torch.Tensor | None = None  # predictions stored during the previous epoch
+        self.current: torch.Tensor | None = None  # predictions being stored during this epoch
+        self.num_samples, self.device = num_samples, device
+
+    def alpha_at(self, epoch: int) -> float:
+        """``a_t = alpha_T * t / (E - 1)``: 0 at the first epoch, ``alpha_T`` at the last."""
+        return self.alpha_T * epoch / max(1, self.epochs - 1)
+
+    def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
+        if self.current is None:
+            self.num_classes = logits.shape[-1]
+            self.current = torch.zeros(self.num_samples, self.num_classes, device=self.device)
+        probs = F.softmax(logits.detach().float(), dim=-1)
+        self.current[batch.index] = probs
+        target = F.one_hot(batch.y, logits.shape[-1]).float()
+        if self.previous is not None:
+            a = self.alpha_at(epoch)
+            target = (1.0 - a) * target + a * self.previous[batch.index]
+        return F.cross_entropy(logits.float(), target)
+
+    def end_epoch(self, model: nn.Module, epoch: int) -> None:
+        self.previous, self.current = self.current, torch.zeros_like(self.current)

@@ -1,7 +1,8 @@
 """Small image classifiers, each buildable by name for any input shape and class count.
 
 * ``mlp``: flatten, two hidden layers of ``256 * width`` units.
-* ``cnn``: three conv blocks (conv-BN-ReLU, max-pooling after the first two) (``32w, 64w, 128w`` channels) with BatchNorm, then global average pooling.
+* ``cnn``: three conv-BN-ReLU blocks (``32w, 64w, 128w`` channels, max-pooling after the first two), then
+  global average pooling.
 * ``resnet``: the CIFAR ResNet of He et al. (2016), 3x3 stem, ``depth = 6n + 2`` (8, 14, 20, 32, ...),
   stages of ``16w, 32w, 64w`` channels.
 

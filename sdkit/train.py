@@ -129,7 +129,6 @@ def train(
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    method.setup(model, device, autocast)
 
     loader = BatchLoader(
         data.train,
@@ -141,6 +140,7 @@ def train(
         drop_last=len(data.train) > batch_size,
         channels_last=channels_last,
     )
+    method.setup(model, device, autocast, num_samples=len(data.train), epochs=epochs)
     val = data.val.to(device)
     opt = _optimizer(optimizer, model.parameters(), lr, weight_decay, momentum)
     sched = _scheduler(schedule, opt, epochs * len(loader))
