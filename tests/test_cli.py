@@ -1,0 +1,46 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sdkit.cli import main
+
+
+def test_cli_trains_and_writes_valid_json(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    code = main(["run", "--epochs", "6", "--generations", "1", "--no-progress", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "cnn gen 0 (teacher)" in printed and "cnn gen 1" in printed and "test acc" in printed
+    result = json.loads(out.read_text())
+    assert [g["generation"] for g in result["generations"]] == [0, 1]
+    assert result["generations"][0]["test_accuracy"] > 0.9
+    assert len(result["generations"][1]["history"]) == 6
+    assert result["config"]["dataset"] == "digits" and result["machine"]["cpu_count"] >= 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--T", "-1"], "T must be a finite number > 0"),
+        (["run", "--alpha", "2"], "alpha"),
+        (["run", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["run", "--model", "vgg"], "unknown model 'vgg'"),
+        (["run", "--epochs", "0"], "--epochs must be a positive integer"),
+        (["run", "--epochs", "x"], "invalid int value"),
+        (["run", "--generations", "-1"], "--generations must be >= 0"),
+        (["run", "--device", "cuda:0"] if not __import__("torch").cuda.is_available() else ["run", "--device", "tpu"], "device"),
+        ([], "missing command"),
+        (["fly"], "invalid choice"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_give_one_line_and_exit_2(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sdkit: error:") and message in err and "\n" not in err
+
+
+def test_module_entry_point_exit_code():
+    proc = subprocess.run([sys.executable, "-m", "sdkit", "run", "--T", "0"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("sdkit: error: T must be")

@@ -1,0 +1,107 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sdkit
+
+
+def logits(*shape, seed=0, scale=3.0, dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype) * scale
+
+
+def manual_kl(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Per-row KL(q || p) by the definition, float64."""
+    return (q * (q.log() - p.log())).sum(-1)
+
+
+def test_soft_cross_entropy_is_kl_plus_entropy():
+    s, t = logits(8, 10, seed=1), logits(8, 10, seed=2)
+    for T in (1.0, 3.0):
+        q, p = torch.softmax(t / T, -1), torch.softmax(s / T, -1)
+        expected = (manual_kl(q, p) + sdkit.entropy(q)).mean()
+        torch.testing.assert_close(sdkit.soft_cross_entropy(s, q, T).double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_kd_loss_against_manual_float64():
+    s, t = logits(16, 10, seed=3), logits(16, 10, seed=4)
+    for T in (0.5, 1.0, 4.0, 20.0):
+        q, p = torch.softmax(t / T, -1), torch.softmax(s / T, -1)
+        expected = T * T * manual_kl(q, p).mean()  # batchmean: mean over samples of the per-sample KL
+        got = sdkit.kd_loss(s.float(), t.float(), T)
+        torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_kd_loss_of_identical_logits_is_zero():
+    z = logits(4, 5, dtype=torch.float32)
+    assert float(sdkit.kd_loss(z, z, T=3.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kd_loss_is_batchmean_not_mean():
+    s, t = logits(6, 100, seed=5, dtype=torch.float32), logits(6, 100, seed=6, dtype=torch.float32)
+    with pytest.warns(UserWarning, match="batchmean"):  # PyTorch itself warns about this pitfall
+        per_element_mean = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="mean", log_target=True)
+    # 'mean' divides by B*C instead of B: exactly C = 100 times too small
+    torch.testing.assert_close(sdkit.kd_loss(s, t, T=1.0), 100 * per_element_mean, rtol=1e-5, atol=0)
+
+
+def grad_norm(loss_fn, s, t, T):
+    s = s.clone().requires_grad_(True)
+    loss_fn(s, t, T).backward()
+    return float(s.grad.norm())
+
+
+def test_t_squared_keeps_gradient_scale():
+    s, t = logits(32, 10, seed=7, scale=1.0), logits(32, 10, seed=8, scale=1.0)
+    with_t2 = [grad_norm(sdkit.kd_loss, s, t, T) for T in (5.0, 10.0, 20.0, 40.0)]
+    without = [grad_norm(lambda a, b, T: sdkit.kd_loss(a, b, T) / T**2, s, t, T) for T in (5.0, 10.0, 20.0, 40.0)]
+    # with T^2: roughly constant (within 10%) at large T
+    assert max(with_t2) / min(with_t2) < 1.1
+    # without: shrinks like 1/T^2, so doubling T divides the gradient by ~4
+    for a, b in zip(without, without[1:], strict=False):
+        assert a / b == pytest.approx(4.0, rel=0.1)
+
+
+def test_distillation_loss_alpha_endpoints_and_mix():
+    s, t = logits(8, 10, seed=9, dtype=torch.float32), logits(8, 10, seed=10, dtype=torch.float32)
+    y = torch.arange(8) % 10
+    ce = F.cross_entropy(s, y)
+    kd = sdkit.kd_loss(s, t, 4.0)
+    torch.testing.assert_close(sdkit.distillation_loss(s, t, y, T=4.0, alpha=0.0), ce)
+    torch.testing.assert_close(sdkit.distillation_loss(s, t, y, T=4.0, alpha=1.0), kd)
+    torch.testing.assert_close(sdkit.distillation_loss(s, t, y, T=4.0, alpha=0.3), 0.7 * ce + 0.3 * kd)
+
+
+def test_module_wrappers_match_functions():
+    s, t = logits(4, 6, seed=11, dtype=torch.float32), logits(4, 6, seed=12, dtype=torch.float32)
+    y = torch.tensor([0, 1, 2, 3])
+    torch.testing.assert_close(sdkit.KDLoss(2.0)(s, t), sdkit.kd_loss(s, t, 2.0))
+    torch.testing.assert_close(sdkit.DistillationLoss(2.0, 0.5)(s, t, y), sdkit.distillation_loss(s, t, y, 2.0, 0.5))
+    q = torch.softmax(t, -1)
+    torch.testing.assert_close(sdkit.SoftCrossEntropy(2.0)(s, q), sdkit.soft_cross_entropy(s, q, 2.0))
+
+
+def test_soft_cross_entropy_of_uniform_is_log_c():
+    assert float(sdkit.soft_cross_entropy(torch.zeros(2, 4), torch.full((2, 4), 0.25))) == pytest.approx(math.log(4))
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s, t, y: sdkit.kd_loss(s, t, T=0.0), "T must be a finite number > 0"),
+        (lambda s, t, y: sdkit.kd_loss(s, t, T=float("nan")), "T must be a finite number > 0"),
+        (lambda s, t, y: sdkit.distillation_loss(s, t, y, alpha=1.5), "alpha .* must lie in \\[0, 1\\]"),
+        (lambda s, t, y: sdkit.distillation_loss(s, t, y, alpha=-0.1), "alpha"),
+        (lambda s, t, y: sdkit.kd_loss(s, t[:, :3]), "teacher_logits has shape"),
+        (lambda s, t, y: sdkit.distillation_loss(s, t, torch.tensor([0, 7])), "targets must lie in \\[0, 5\\)"),
+        (lambda s, t, y: sdkit.distillation_loss(s, t, torch.tensor([0, -1])), "targets must lie in"),
+        (lambda s, t, y: sdkit.kd_loss(torch.full_like(s, float("nan")), t), "student_logits contains"),
+        (lambda s, t, y: sdkit.soft_cross_entropy(s, torch.full_like(s, 0.5)), "must sum to 1"),
+        (lambda s, t, y: sdkit.distillation_loss(s, t, y.float()), "1-D integer tensor"),
+    ],
+)
+def test_bad_input_raises_clear_value_error(call, message):
+    s, t, y = torch.zeros(2, 5), torch.zeros(2, 5), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match=message):
+        call(s, t, y)

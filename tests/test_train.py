@@ -1,0 +1,139 @@
+import pytest
+import torch
+
+import sdkit
+from sdkit.data import Augment
+
+
+def params_and_buffers(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_teacher_reaches_95_percent_on_digits(digits):
+    model = sdkit.build_model("cnn", digits.input_shape, 10, seed=0)
+    history = sdkit.train(model, digits, epochs=8, progress=False, device="cpu")
+    assert history["val_accuracy"][-1] > history["val_accuracy"][0]
+    assert sdkit.evaluate(model, digits.test)["accuracy"] >= 0.95
+    assert set(history.records[0]) == {"epoch", "train_loss", "val_accuracy", "val_nll", "lr", "seconds"}
+    assert history.best_epoch == max(range(8), key=lambda e: (history["val_accuracy"][e], -e))
+
+
+def test_distillation_leaves_teacher_untouched_and_separate(digits):
+    teacher = sdkit.build_model("cnn", digits.input_shape, 10, seed=0)
+    sdkit.train(teacher, digits, epochs=2, progress=False)
+    before = params_and_buffers(teacher)
+    method = sdkit.Distill(teacher, T=4.0, alpha=0.9)
+    student = sdkit.build_model("cnn", digits.input_shape, 10, seed=1)
+    sdkit.train(student, digits, method=method, epochs=2, progress=False)
+    for key, value in params_and_buffers(teacher).items():  # BatchNorm running stats included
+        assert torch.equal(value, before[key]), key
+    for key, value in params_and_buffers(method.teacher).items():
+        assert torch.equal(value, before[key]), key
+    assert method.teacher is not student and method.teacher is not teacher
+    assert not ({id(p) for p in student.parameters()} & {id(p) for p in method.teacher.parameters()})
+
+
+def test_the_student_cannot_be_its_own_teacher(digits):
+    model = sdkit.build_model("mlp", digits.input_shape, 10)
+    with pytest.raises(ValueError, match="teacher is the student itself"):
+        sdkit.train(model, digits, teacher=model, epochs=1, progress=False)
+
+
+def test_teacher_sees_the_same_augmented_batch_as_the_student(digits):
+    data = sdkit.Dataset(**{**digits.__dict__, "augment": Augment(crop_padding=2, flip=True)})
+    seen_by = {"student": [], "teacher": []}
+    student = sdkit.build_model("mlp", data.input_shape, 10, seed=1)
+    method = sdkit.Distill(sdkit.build_model("mlp", data.input_shape, 10, seed=0))
+
+    def record(who):
+        def hook(module, inputs, output):  # must return None, or the hook would replace the output
+            if who == "teacher" or module.training:
+                seen_by[who].append(inputs[0].clone())
+
+        return hook
+
+    student.register_forward_hook(record("student"))
+    method.teacher.register_forward_hook(record("teacher"))
+    sdkit.train(student, data, method=method, epochs=1, progress=False)
+    assert len(seen_by["student"]) == len(seen_by["teacher"]) > 1
+    for s, t in zip(seen_by["student"], seen_by["teacher"], strict=True):
+        assert torch.equal(s, t)
+    # and augmentation really happened: the batches are not plain training images
+    assert not any(torch.equal(seen_by["student"][0][0], x) for x in data.train.x)
+
+
+def test_same_seed_gives_identical_weights_and_different_seed_does_not(digits):
+    def run(seed):
+        model = sdkit.build_model("cnn", digits.input_shape, 10, seed=0)
+        sdkit.train(model, digits, epochs=2, seed=seed, progress=False, device="cpu")
+        return params_and_buffers(model)
+
+    a, b, c = run(0), run(0), run(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_born_again_generations_are_separate_models(digits):
+    gens = sdkit.born_again(
+        lambda seed: sdkit.build_model("mlp", digits.input_shape, 10, seed=seed),
+        digits, generations=2, epochs=8, progress=False,
+    )  # fmt: skip
+    assert len(gens) == 3
+    ids = [{id(p) for p in g.model.parameters()} for g in gens]
+    assert not (ids[0] & ids[1]) and not (ids[1] & ids[2]) and not (ids[0] & ids[2])
+    assert all(g.metrics["accuracy"] > 0.9 for g in gens)
+    with pytest.raises(ValueError, match="T must be"):
+        sdkit.born_again(lambda s: sdkit.build_model("mlp", (1, 8, 8), 10), digits, T=0.0)
+
+
+@pytest.mark.parametrize("optimizer, schedule", [("adamw", "cosine"), ("sgd", "constant")])
+def test_other_optimizers_and_schedules_train(digits, optimizer, schedule):
+    model = sdkit.build_model("mlp", digits.input_shape, 10)
+    history = sdkit.train(model, digits, epochs=4, optimizer=optimizer, schedule=schedule, lr=0.01 if
+                          optimizer == "sgd" else None, label_smoothing=0.1, progress=False)  # fmt: skip
+    assert max(history["val_accuracy"]) > 0.85
+
+
+def test_onecycle_schedule_warms_up_then_anneals(digits):
+    history = sdkit.train(sdkit.build_model("mlp", digits.input_shape, 10), digits, epochs=8, progress=False)
+    lrs = history["lr"]
+    assert lrs[1] > lrs[0] and lrs[-1] < 1e-3 and max(lrs) <= 0.1 + 1e-9
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"batch_size": -5}, "batch_size must be a positive integer"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
+        ({"schedule": "step"}, "unknown schedule"),
+        ({"select": "best_test"}, "unknown select"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+    ],
+)
+def test_bad_training_arguments(digits, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sdkit.train(sdkit.build_model("mlp", digits.input_shape, 10), digits, progress=False, **kwargs)
+
+
+def test_bad_labels_in_data_are_caught_before_training(digits):
+    bad = sdkit.Dataset(**{**digits.__dict__, "num_classes": 5})
+    with pytest.raises(ValueError, match="data.train.y must lie in \\[0, 5\\)"):
+        sdkit.train(sdkit.build_model("mlp", digits.input_shape, 10), bad, progress=False)
+
+
+def test_pskd_schedule_and_targets():
+    method = sdkit.PSKD(alpha_T=0.8)
+    method.setup(torch.nn.Identity(), torch.device("cpu"), None, num_samples=4, epochs=5)
+    assert [method.alpha_at(t) for t in range(5)] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, -1.0]])
+    y = torch.tensor([0, 1, 1, 0])
+    batch = sdkit.Batch(torch.zeros(4, 1), y, torch.arange(4))
+    loss0 = method.loss(None, batch, logits, epoch=0)  # epoch 0: one-hot targets = plain cross-entropy
+    torch.testing.assert_close(loss0, torch.nn.functional.cross_entropy(logits, y))
+    method.end_epoch(None, 0)
+    new_logits = torch.zeros(4, 2)
+    loss1 = method.loss(None, batch, new_logits, epoch=1)
+    target = 0.8 * torch.nn.functional.one_hot(y, 2) + 0.2 * torch.softmax(logits, -1)
+    expected = -(target * torch.log_softmax(new_logits, -1)).sum(-1).mean()
+    torch.testing.assert_close(loss1, expected)

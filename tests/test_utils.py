@@ -1,0 +1,69 @@
+import json
+
+import pytest
+import torch
+
+import sdkit
+from sdkit.train import _autocast_for
+
+
+def test_atomic_write_json_replaces_whole_file(tmp_path):
+    path = tmp_path / "out" / "r.json"
+    sdkit.atomic_write_json(path, {"a": 1})
+    sdkit.atomic_write_json(path, {"a": 2, "b": [1.5]})
+    assert json.loads(path.read_text()) == {"a": 2, "b": [1.5]}
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temp files left behind
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "r.json"
+    sdkit.atomic_write_json(path, {"ok": True})
+    with pytest.raises(TypeError):
+        sdkit.atomic_write_json(path, {"bad": object()})  # not JSON-serialisable: fails mid-write
+    assert json.loads(path.read_text()) == {"ok": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_torch_save_roundtrip(tmp_path):
+    sdkit.atomic_torch_save(tmp_path / "c.pt", {"w": torch.arange(3)})
+    assert torch.equal(torch.load(tmp_path / "c.pt")["w"], torch.arange(3))
+
+
+def test_pick_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert sdkit.pick_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        sdkit.pick_device("cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        sdkit.pick_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert sdkit.pick_device("auto") == torch.device("cuda")
+    assert sdkit.pick_device(None) == torch.device("cuda")
+
+
+def test_bf16_autocast_only_on_cuda():
+    import contextlib
+
+    assert _autocast_for(torch.device("cpu"), "bf16") is contextlib.nullcontext
+    cuda_autocast = _autocast_for(torch.device("cuda"), "bf16")
+    assert cuda_autocast.keywords == {"device_type": "cuda", "dtype": torch.bfloat16}
+    assert _autocast_for(torch.device("cuda"), "fp32") is contextlib.nullcontext
+
+
+def test_run_mode(monkeypatch):
+    monkeypatch.setenv("SDKIT_MODE", "full")
+    assert sdkit.run_mode() == "full" and not sdkit.is_quick()
+    monkeypatch.setenv("SDKIT_MODE", "Quick")
+    assert sdkit.is_quick()
+    monkeypatch.setenv("SDKIT_MODE", "fast")
+    with pytest.raises(ValueError, match="SDKIT_MODE must be one of"):
+        sdkit.run_mode()
+    monkeypatch.delenv("SDKIT_MODE")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert sdkit.run_mode() == "quick"
+
+
+def test_machine_info_has_the_basics():
+    info = sdkit.machine_info("cpu")
+    assert info["cpu_count"] >= 1 and info["torch"] == torch.__version__ and "gpu" not in info
