@@ -30,7 +30,7 @@ def test_cli_trains_and_writes_valid_json(tmp_path, capsys):
         (["run", "--epochs", "0"], "--epochs must be a positive integer"),
         (["run", "--epochs", "x"], "invalid int value"),
         (["run", "--generations", "-1"], "--generations must be >= 0"),
-        (["run", "--device", "cuda:0"] if not __import__("torch").cuda.is_available() else ["run", "--device", "tpu"], "device"),
+        (["run", "--device", "tpu"], "device must be"),
         ([], "missing command"),
         (["fly"], "invalid choice"),
     ],

@@ -101,7 +101,8 @@ def write_cifar(root: Path, n_per_batch=8, hundred=False, seed=0):
         files, key, classes = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], "labels", 10
     folder.mkdir(parents=True)
     for name in files:
-        batch = {"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8), key: list(rng.integers(0, classes, n_per_batch))}
+        images = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)  # rows: 1024 R, 1024 G, 1024 B
+        batch = {"data": images, key: list(rng.integers(0, classes, n_per_batch))}
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)  # the real files are Python pickles of exactly these dicts
     if hundred:

@@ -6,6 +6,9 @@ import torch
 import sdkit
 
 
+ROOTS = math.sqrt(0.8) + 2 * math.sqrt(0.1)
+
+
 def hand_soften(p: list[float], T: float) -> list[float]:
     powered = [x ** (1 / T) for x in p]
     return [x / sum(powered) for x in powered]
@@ -16,7 +19,7 @@ def hand_soften(p: list[float], T: float) -> list[float]:
     [
         # p^(1/T) renormalised, worked by hand: T=1 leaves p alone; T=2 takes square roots; T=0.5 squares.
         (1.0, [0.8, 0.1, 0.1]),
-        (2.0, [math.sqrt(0.8) / (math.sqrt(0.8) + 2 * math.sqrt(0.1))] + [math.sqrt(0.1) / (math.sqrt(0.8) + 2 * math.sqrt(0.1))] * 2),
+        (2.0, [math.sqrt(0.8) / ROOTS, math.sqrt(0.1) / ROOTS, math.sqrt(0.1) / ROOTS]),
         (0.5, [0.64 / 0.66, 0.01 / 0.66, 0.01 / 0.66]),
     ],
 )  # fmt: skip
