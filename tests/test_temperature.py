@@ -5,7 +5,6 @@ import torch
 
 import sdkit
 
-
 ROOTS = math.sqrt(0.8) + 2 * math.sqrt(0.1)
 
 
