@@ -64,3 +64,9 @@ def test_evaluation_arguments_are_checked():
         sdkit.expected_calibration_error(torch.full((2, 2), 0.5), torch.tensor([0, 1]), n_bins=0)
     with pytest.raises(ValueError, match="targets must lie in"):
         sdkit.accuracy(torch.zeros(2, 3), torch.tensor([0, 3]))
+
+
+def test_bin_edges_are_right_closed():
+    # Guo et al.: bin m is ((m-1)/M, m/M], so a confidence of exactly 0.5 belongs to the lower of two bins
+    bins = sdkit.reliability_bins(torch.tensor([[0.5, 0.5], [1.0, 0.0]], dtype=torch.float64), torch.tensor([0, 0]), 2)
+    assert bins["count"] == [1.0, 1.0]
