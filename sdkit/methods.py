@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_alpha, check_temperature
-from .data import Batch
-from .losses import _distillation_loss_unchecked
+from .data import Batch, Dataset, augment_batch
+from .losses import _distillation_loss_unchecked, _kd_loss_unchecked
 from .models import frozen_copy
 
-__all__ = ["Method", "CrossEntropy", "Distill", "PSKD"]
+__all__ = ["Method", "CrossEntropy", "Distill", "PSKD", "CSKD", "TeacherFreeKD", "EMATeacher", "BYOT", "class_partners"]
 
 
 class Method:
@@ -28,12 +28,15 @@ class Method:
             raise ValueError(f"label_smoothing must lie in [0, 1), got label_smoothing={label_smoothing!r}")
         self.label_smoothing = label_smoothing
 
-    def setup(self, model: nn.Module, device: torch.device, autocast, *, num_samples: int, epochs: int) -> None:
+    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
         """Called once before the first epoch, with the student already on ``device``.
 
-        ``num_samples`` is the size of the training split (batch indices lie in ``[0, num_samples)``).
+        Batch indices lie in ``[0, len(data.train))``; ``autocast`` is the loop's mixed-precision context factory.
         """
         self.autocast = autocast
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after every optimizer step."""
 
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
         return nn.functional.cross_entropy(logits.float(), batch.y, label_smoothing=self.label_smoothing)
@@ -63,8 +66,8 @@ class Distill(Method):
         self.source = teacher
         self.teacher = frozen_copy(teacher)
 
-    def setup(self, model: nn.Module, device: torch.device, autocast, *, num_samples: int, epochs: int) -> None:
-        super().setup(model, device, autocast, num_samples=num_samples, epochs=epochs)
+    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
+        super().setup(model, data, device, autocast, epochs=epochs)
         if model is self.source:
             raise ValueError(
                 "teacher is the student itself; pass a trained copy (sdkit.frozen_copy(model)) or another model"
@@ -104,22 +107,18 @@ class PSKD(Method):
         super().__init__()
         self.alpha_T = check_alpha(alpha_T, "alpha_T")
 
-    def setup(self, model: nn.Module, device: torch.device, autocast, *, num_samples: int, epochs: int) -> None:
-        super().setup(model, device, autocast, num_samples=num_samples, epochs=epochs)
+    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
+        super().setup(model, data, device, autocast, epochs=epochs)
         self.epochs = epochs
-        self.num_classes: int | None = None
         self.previous: torch.Tensor | None = None  # predictions stored during the previous epoch
-        self.current: torch.Tensor | None = None  # predictions being stored during this epoch
-        self.num_samples, self.device = num_samples, device
+        # predictions being stored during this epoch, by sample index
+        self.current = torch.zeros(len(data.train), data.num_classes, device=device)
 
     def alpha_at(self, epoch: int) -> float:
         """``a_t = alpha_T * t / (E - 1)``: 0 at the first epoch, ``alpha_T`` at the last."""
         return self.alpha_T * epoch / max(1, self.epochs - 1)
 
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
-        if self.current is None:
-            self.num_classes = logits.shape[-1]
-            self.current = torch.zeros(self.num_samples, self.num_classes, device=self.device)
         probs = F.softmax(logits.detach().float(), dim=-1)
         self.current[batch.index] = probs
         target = F.one_hot(batch.y, logits.shape[-1]).float()
@@ -130,3 +129,181 @@ class PSKD(Method):
 
     def end_epoch(self, model: nn.Module, epoch: int) -> None:
         self.previous, self.current = self.current, torch.zeros_like(self.current)
+
+
+def class_partners(labels: torch.Tensor, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """For each sample ``index[k]`` of a split with ``labels``, a random other sample of the same class.
+
+    Used by CS-KD's class-wise sampler. A class with a single sample pairs that sample with itself.
+    """
+    labels_cpu, index_cpu = labels.cpu(), index.cpu()
+    partners = torch.empty_like(index_cpu)
+    for c in labels_cpu[index_cpu].unique():
+        members = torch.nonzero(labels_cpu == c).flatten()
+        rows = torch.nonzero(labels_cpu[index_cpu] == c).flatten()
+        if len(members) == 1:
+            partners[rows] = members[0]
+            continue
+        # draw among the other members: an offset in [1, n) from the sample's own position, modulo n
+        position = torch.searchsorted(members, index_cpu[rows])
+        offset = torch.randint(1, len(members), (len(rows),), generator=generator)
+        partners[rows] = members[(position + offset) % len(members)]
+    return partners.to(index.device)
+
+
+class CSKD(Method):
+    """Class-wise self-knowledge distillation (Yun et al. 2020, "Regularizing Class-wise Predictions via
+    Self-knowledge Distillation"): each sample is paired with another sample of the same class, and the model's
+    prediction on the partner (no gradient) is the soft target:
+
+        L = CE(z_i, y_i) + lam * T^2 * KL(softmax(z_partner / T) || softmax(z_i / T)),   T = 4, lam = 1.
+
+    The partner is augmented like the batch, with the method's own seeded generator.
+    """
+
+    name = "cskd"
+
+    def __init__(self, T: float = 4.0, lam: float = 1.0, seed: int = 0) -> None:
+        super().__init__()
+        self.T = check_temperature(T)
+        if not lam >= 0:
+            raise ValueError(f"lam (the weight of the class-wise term) must be >= 0, got lam={lam!r}")
+        self.lam, self.seed = float(lam), seed
+
+    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
+        super().setup(model, data, device, autocast, epochs=epochs)
+        self.x, self.y = data.train.x.to(device), data.train.y.to(device)
+        self.augment = data.augment if (data.augment.crop_padding or data.augment.flip) else None
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.channels_last = device.type == "cuda"
+
+    def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
+        partners = class_partners(self.y, batch.index, self.generator)
+        x = self.x[partners]
+        if self.augment is not None:
+            x = augment_batch(x, self.augment, self.generator)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), self.autocast():
+            partner_logits = model(x)
+        hard = F.cross_entropy(logits.float(), batch.y)
+        return hard + self.lam * _kd_loss_unchecked(logits, partner_logits, self.T)
+
+
+def virtual_teacher(targets: torch.Tensor, num_classes: int, correct_prob: float) -> torch.Tensor:
+    """Teacher-free KD's hand-designed distribution: ``correct_prob`` on the label, the rest spread evenly."""
+    q = torch.full((len(targets), num_classes), (1.0 - correct_prob) / (num_classes - 1), device=targets.device)
+    return q.scatter_(1, targets[:, None], correct_prob)
+
+
+class TeacherFreeKD(Method):
+    """Teacher-free KD with a virtual teacher (Yuan et al. 2020, "Revisiting Knowledge Distillation via Label
+    Smoothing Regularization", Tf-KD_reg): the teacher is the distribution ``q`` with ``correct_prob`` (0.9) on the
+    true class and ``(1 - correct_prob) / (C - 1)`` elsewhere, and
+
+        L = (1 - alpha) * CE(z, y) + alpha * T^2 * KL(q || softmax(z / T)).
+
+    The paper (and its code) also softens ``q`` itself, as ``softmax(q / T)``, and tunes T and alpha per dataset;
+    sdkit uses ``q`` as it is (a proper distribution), with ``T = 4``, ``alpha = 0.5``.
+    """
+
+    name = "tfkd"
+
+    def __init__(self, correct_prob: float = 0.9, T: float = 4.0, alpha: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 < correct_prob < 1.0:
+            raise ValueError(f"correct_prob must lie in (0, 1), got correct_prob={correct_prob!r}")
+        self.correct_prob, self.T, self.alpha = correct_prob, check_temperature(T), check_alpha(alpha)
+
+    def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
+        q = virtual_teacher(batch.y, logits.shape[-1], self.correct_prob)
+        log_p = F.log_softmax(logits.float() / self.T, dim=-1)
+        soft = F.kl_div(log_p, q.log(), reduction="batchmean", log_target=True) * self.T**2
+        return (1.0 - self.alpha) * F.cross_entropy(logits.float(), batch.y) + self.alpha * soft
+
+
+class EMATeacher(Method):
+    """Distillation from an exponential moving average of the student's own weights (mean teacher, Tarvainen &
+    Valpola 2017; the teacher of DINO, Caron et al. 2021). After every optimizer step, under no_grad,
+
+        theta_teacher <- m_k * theta_teacher + (1 - m_k) * theta_student,   m_k = min(m, 1 - 1 / (k + 1)),
+
+    for every parameter and floating-point buffer (BatchNorm running statistics); integer buffers are copied.
+    ``k`` counts optimizer steps from 1 and ``m = 0.99``: the ramp (from the mean-teacher code) lets the teacher
+    follow the student closely at first, so that it does not keep its random initial weights for hundreds of steps.
+    The loss is ``(1 - alpha) * CE(z, y) + alpha * T^2 * KL(softmax(t/T) || softmax(z/T))`` with the EMA teacher's
+    logits ``t`` on the same augmented batch; ``alpha = 0.5``, ``T = 2``.
+    """
+
+    name = "ema"
+
+    def __init__(self, momentum: float = 0.99, T: float = 2.0, alpha: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got momentum={momentum!r}")
+        self.momentum, self.T, self.alpha = momentum, check_temperature(T), check_alpha(alpha)
+
+    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
+        super().setup(model, data, device, autocast, epochs=epochs)
+        self.teacher = frozen_copy(model)
+        self.steps = 0
+
+    def momentum_at(self, step: int) -> float:
+        """``m_k = min(m, 1 - 1/(k + 1))`` for optimizer step ``k >= 1``."""
+        return min(self.momentum, 1.0 - 1.0 / (step + 1))
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        self.steps += 1
+        m = self.momentum_at(self.steps)
+        for t, s in zip(self.teacher.parameters(), model.parameters(), strict=True):
+            t.lerp_(s, 1.0 - m)
+        for t, s in zip(self.teacher.buffers(), model.buffers(), strict=True):
+            if t.is_floating_point():
+                t.lerp_(s, 1.0 - m)
+            else:
+                t.copy_(s)
+
+    def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
+        with torch.no_grad(), self.autocast():
+            teacher_logits = self.teacher(batch.x)
+        return _distillation_loss_unchecked(logits, teacher_logits, batch.y, self.T, self.alpha)
+
+
+class BYOT(Method):
+    """Be Your Own Teacher (Zhang et al. 2019): auxiliary classifiers on the intermediate stages of a
+    :class:`sdkit.models.ResNet`; the deepest classifier teaches the shallower ones. With ``z_k`` the logits of
+    head ``k`` (the last being the network's own classifier) and ``f_k`` the features,
+
+        L = sum_k [ (1 - alpha) * CE(z_k, y) + alpha * T^2 * KL(softmax(z_deep/T) || softmax(z_k/T))
+                    + beta * || f_k - f_deep ||^2 ]   (the deepest head gets only its CE)
+
+    with ``alpha = 0.3``, ``T = 3``, ``beta = 0.03`` (the feature hint; 0 switches it off). The teacher terms are
+    detached. Build the model with ``sdkit.build_model("resnet...", ..., aux_heads=True)``: its heads are part of
+    the model, so the optimizer trains them; at evaluation only the final classifier is used.
+    """
+
+    name = "byot"
+
+    def __init__(self, T: float = 3.0, alpha: float = 0.3, beta: float = 0.03) -> None:
+        super().__init__()
+        if not beta >= 0:
+            raise ValueError(f"beta (the feature-hint weight) must be >= 0, got beta={beta!r}")
+        self.T, self.alpha, self.beta = check_temperature(T), check_alpha(alpha), float(beta)
+
+    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
+        super().setup(model, data, device, autocast, epochs=epochs)
+        if not getattr(model, "aux_heads", None):
+            raise ValueError(
+                "BYOT needs a ResNet with auxiliary heads: build_model('resnet8', shape, classes, aux_heads=True)"
+            )
+
+    def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
+        deep_logits = logits.float()
+        deep_feature = model.last_features[-1]
+        total = F.cross_entropy(deep_logits, batch.y)
+        for head_logits, feature in zip(model.last_aux_logits, model.last_features[:-1], strict=True):
+            total = total + _distillation_loss_unchecked(head_logits, deep_logits.detach(), batch.y, self.T, self.alpha)
+            if self.beta:
+                total = total + self.beta * (feature - deep_feature.detach()).pow(2).sum(-1).mean()
+        return total

@@ -85,10 +85,20 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """CIFAR-style ResNet: 3x3 stem, three stages of ``n`` basic blocks, ``depth = 6n + 2``.
 
-    ``stages`` exposes the three stages so methods that read intermediate features (be-your-own-teacher) can.
+    With ``aux_heads=True`` each of the first two stages gets an auxiliary classifier (a strided 3x3 conv to the
+    last stage's width, BatchNorm, ReLU, global pooling, linear) for be-your-own-teacher training: in training
+    mode ``forward`` stores ``last_aux_logits`` (shallow to deep) and ``last_features`` (the pooled features of
+    each auxiliary head, then of the network itself). It still returns only the final logits.
     """
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, depth: int = 8) -> None:
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        width: float = 1.0,
+        depth: int = 8,
+        aux_heads: bool = False,
+    ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"ResNet depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got depth={depth}")
@@ -103,12 +113,32 @@ class ResNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(widths[-1], num_classes)
+        self.aux_heads = nn.ModuleList()
+        if aux_heads:
+            for i, c in enumerate(widths[:-1]):
+                stride = 2 ** (len(widths) - 1 - i)
+                conv = nn.Conv2d(c, widths[-1], 3, stride, 1, bias=False)
+                features = nn.Sequential(conv, nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True), self._pool())
+                self.aux_heads.append(nn.ModuleDict({"features": features, "fc": nn.Linear(widths[-1], num_classes)}))
+        self.last_aux_logits: list[torch.Tensor] = []
+        self.last_features: list[torch.Tensor] = []
+
+    @staticmethod
+    def _pool() -> nn.Module:
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
+        stage_outputs = []
         for stage in self.stages:
             x = stage(x)
-        return self.classifier(self.pool(x))
+            stage_outputs.append(x)
+        feature = self.pool(x)
+        if self.training and len(self.aux_heads):
+            aux_features = [head["features"](out) for head, out in zip(self.aux_heads, stage_outputs, strict=False)]
+            self.last_aux_logits = [head["fc"](f) for head, f in zip(self.aux_heads, aux_features, strict=True)]
+            self.last_features = [*aux_features, feature]
+        return self.classifier(feature)
 
 
 MODELS = ("mlp", "cnn", "resnet")
@@ -122,10 +152,12 @@ def build_model(
     width: float = 1.0,
     depth: int = 8,
     seed: int = 0,
+    aux_heads: bool = False,
 ) -> nn.Module:
     """Build a model by name (``mlp``, ``cnn``, ``resnet``; ``resnet20`` etc. set the depth).
 
-    The weights are initialised from ``seed`` without touching the global random state.
+    The weights are initialised from ``seed`` without touching the global random state. ``aux_heads`` (ResNet
+    only) adds the auxiliary classifiers that :class:`sdkit.methods.BYOT` trains.
     """
     key = name.lower()
     if key.startswith("resnet") and key[6:].isdigit():
@@ -136,6 +168,8 @@ def build_model(
         raise ValueError(f"width must be a positive number (1.0 = default size), got width={width!r}")
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}")
+    if aux_heads and key != "resnet":
+        raise ValueError(f"aux_heads=True needs a ResNet (for BYOT), got model {name!r}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got num_classes={num_classes!r}")
     with torch.random.fork_rng(devices=[]):
@@ -144,7 +178,7 @@ def build_model(
             return MLP(input_shape, num_classes, width)
         if key == "cnn":
             return SmallCNN(input_shape, num_classes, width)
-        return ResNet(input_shape, num_classes, width, depth)
+        return ResNet(input_shape, num_classes, width, depth, aux_heads)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -140,7 +140,7 @@ def train(
         drop_last=len(data.train) > batch_size,
         channels_last=channels_last,
     )
-    method.setup(model, device, autocast, num_samples=len(data.train), epochs=epochs)
+    method.setup(model, data, device, autocast, epochs=epochs)
     val = data.val.to(device)
     opt = _optimizer(optimizer, model.parameters(), lr, weight_decay, momentum)
     sched = _scheduler(schedule, opt, epochs * len(loader))
@@ -162,6 +162,7 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
+            method.after_step(model)
             loss_sum += loss.detach()
         method.end_epoch(model, epoch)
         train_loss = float(loss_sum) / len(loader)  # the one host sync of the epoch

@@ -124,7 +124,8 @@ def test_bad_labels_in_data_are_caught_before_training(digits):
 
 def test_pskd_schedule_and_targets():
     method = sdkit.PSKD(alpha_T=0.8)
-    method.setup(torch.nn.Identity(), torch.device("cpu"), None, num_samples=4, epochs=5)
+    data = sdkit.Dataset("toy", *(sdkit.Split(torch.zeros(4, 1, 1, 1), torch.tensor([0, 1, 1, 0])),) * 3, 2, ("a", "b"))
+    method.setup(torch.nn.Identity(), data, torch.device("cpu"), None, epochs=5)
     assert [method.alpha_at(t) for t in range(5)] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, -1.0]])
     y = torch.tensor([0, 1, 1, 0])

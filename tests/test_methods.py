@@ -1,0 +1,119 @@
+"""Each self-distillation method's defining behaviour, checked against its formula."""
+
+import contextlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sdkit
+from sdkit.methods import virtual_teacher
+
+
+def toy_data(n=12, classes=3, features=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    split = sdkit.Split(torch.randn(n, 1, 1, features, generator=g), torch.arange(n) % classes)
+    return sdkit.Dataset("toy", split, split, split, classes, tuple("abc"[:classes]))
+
+
+def manual_kl_t2(student, teacher, T):
+    q, log_p = torch.softmax(teacher / T, -1), torch.log_softmax(student / T, -1)
+    return T * T * (q * (q.log() - log_p)).sum(-1).mean()
+
+
+def test_class_partners_are_other_samples_of_the_same_class():
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 2, 1, 3])  # class 3 has a single member
+    index = torch.arange(9)
+    partners = sdkit.class_partners(labels, index, torch.Generator().manual_seed(0))
+    assert torch.equal(labels[partners], labels[index])
+    assert partners[8] == 8  # a lone sample is its own partner
+    assert all(p != i for i, p in zip(index[:8].tolist(), partners[:8].tolist(), strict=True))
+    again = sdkit.class_partners(labels, index, torch.Generator().manual_seed(0))
+    assert torch.equal(partners, again)
+    # over many draws every other same-class member shows up as a partner of sample 0
+    g = torch.Generator().manual_seed(1)
+    seen = {int(sdkit.class_partners(labels, torch.tensor([0]), g)) for _ in range(50)}
+    assert seen == {2, 5}
+
+
+def test_cskd_loss_is_ce_plus_classwise_kl():
+    data = toy_data()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    method = sdkit.CSKD(T=4.0, lam=1.0, seed=3)
+    method.setup(model, data, torch.device("cpu"), contextlib.nullcontext, epochs=1)
+    batch = sdkit.Batch(data.train.x[:6], data.train.y[:6], torch.arange(6))
+    partners = sdkit.class_partners(data.train.y, batch.index, torch.Generator().manual_seed(3))
+    logits = model(batch.x)
+    expected = F.cross_entropy(logits, batch.y) + manual_kl_t2(logits, model(data.train.x[partners]).detach(), 4.0)
+    torch.testing.assert_close(method.loss(model, batch, logits, 0), expected)
+
+
+def test_virtual_teacher_and_tfkd_loss():
+    y = torch.tensor([2, 0])
+    q = virtual_teacher(y, 5, 0.9)
+    torch.testing.assert_close(q[0], torch.tensor([0.025, 0.025, 0.9, 0.025, 0.025]))
+    torch.testing.assert_close(q.sum(-1), torch.ones(2))
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.0, 0.3], [1.0, 0.0, 0.0, -2.0, 0.5]])
+    method = sdkit.TeacherFreeKD(correct_prob=0.9, T=4.0, alpha=0.5)
+    batch = sdkit.Batch(torch.zeros(2), y, torch.arange(2))
+    log_p = torch.log_softmax(logits / 4.0, -1)
+    soft = 16.0 * (q * (q.log() - log_p)).sum(-1).mean()
+    torch.testing.assert_close(method.loss(None, batch, logits, 0), 0.5 * F.cross_entropy(logits, y) + 0.5 * soft)
+    with pytest.raises(ValueError, match="correct_prob"):
+        sdkit.TeacherFreeKD(correct_prob=1.0)
+
+
+def test_ema_update_formula_including_buffers():
+    data = toy_data()
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    method = sdkit.EMATeacher(momentum=0.9)
+    method.setup(student, data, torch.device("cpu"), None, epochs=1)
+    assert method.teacher is not student and not method.teacher.training
+    assert [method.momentum_at(k) for k in (1, 2, 9, 20)] == pytest.approx([0.5, 2 / 3, 0.9, 0.9])
+    for _ in range(3):  # steps 1..3 use m = 1/2, 2/3, 3/4
+        old_teacher = {k: v.clone() for k, v in method.teacher.state_dict().items()}
+        with torch.no_grad():
+            for p in student.parameters():
+                p.add_(torch.randn_like(p))
+        student.train()(torch.randn(8, 1, 1, 4))  # moves BatchNorm's running statistics and its counter
+        method.after_step(student)
+        m = method.momentum_at(method.steps)
+        for key, value in method.teacher.state_dict().items():
+            s = student.state_dict()[key]
+            expected = s if not value.is_floating_point() else m * old_teacher[key] + (1 - m) * s
+            torch.testing.assert_close(value, expected, msg=key)
+    with pytest.raises(ValueError, match="momentum"):
+        sdkit.EMATeacher(momentum=1.0)
+
+
+def test_byot_heads_and_loss():
+    model = sdkit.build_model("resnet8", (1, 8, 8), 10, aux_heads=True)
+    assert len(model.aux_heads) == 2
+    x, y = torch.randn(5, 1, 8, 8), torch.arange(5)
+    logits = model.train()(x)
+    assert [a.shape for a in model.last_aux_logits] == [(5, 10), (5, 10)]
+    assert [f.shape for f in model.last_features] == [(5, 64)] * 3
+    method = sdkit.BYOT(T=3.0, alpha=0.3, beta=0.0)
+    batch = sdkit.Batch(x, y, torch.arange(5))
+    expected = F.cross_entropy(logits, y) + sum(
+        0.7 * F.cross_entropy(a, y) + 0.3 * manual_kl_t2(a, logits.detach(), 3.0) for a in model.last_aux_logits
+    )
+    torch.testing.assert_close(method.loss(model, batch, logits, 0), expected)
+    with_hint = sdkit.BYOT(T=3.0, alpha=0.3, beta=0.5).loss(model, batch, logits, 0)
+    hint = sum((f - model.last_features[-1]).pow(2).sum(-1).mean() for f in model.last_features[:-1])
+    torch.testing.assert_close(with_hint, expected + 0.5 * hint)
+    model.eval()(x)  # evaluation uses only the final classifier and does not need the heads
+    with pytest.raises(ValueError, match="aux_heads=True needs a ResNet"):
+        sdkit.build_model("cnn", (1, 8, 8), 10, aux_heads=True)
+
+
+@pytest.mark.parametrize("make", [sdkit.PSKD, sdkit.CSKD, sdkit.TeacherFreeKD, sdkit.EMATeacher, sdkit.BYOT])
+def test_every_method_trains_on_digits(digits, make):
+    model = sdkit.build_model("resnet8", digits.input_shape, 10, aux_heads=make is sdkit.BYOT, width=0.5)
+    history = sdkit.train(model, digits, method=make(), epochs=4, progress=False)
+    assert history["val_accuracy"][-1] > 0.8
+
+
+def test_byot_refuses_a_model_without_heads(digits):
+    with pytest.raises(ValueError, match="BYOT needs a ResNet with auxiliary heads"):
+        sdkit.train(sdkit.build_model("resnet8", (1, 8, 8), 10), digits, method=sdkit.BYOT(), progress=False)
