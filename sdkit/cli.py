@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .compare import METHODS, compare, summarize
 from .data import DATASETS, load_dataset
 from .models import MODELS, build_model, count_parameters
 from .train import born_again
@@ -44,6 +45,20 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     run.add_argument("--out", default=None, help="write the results as JSON to this file (atomically)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    cmp = sub.add_parser("compare", help="every self-distillation method under one budget, over several seeds")
+    cmp.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {','.join(METHODS)}")
+    cmp.add_argument("--dataset", default="digits", help=f"one of {sorted(DATASETS)} (default digits)")
+    cmp.add_argument("--data-root", default=None, help="folder with the dataset files (default $SDKIT_DATA)")
+    cmp.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
+    cmp.add_argument("--model", default="resnet8", help="a ResNet (resnetN) when byot is compared (default resnet8)")
+    cmp.add_argument("--width", type=float, default=1.0)
+    cmp.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    cmp.add_argument("--epochs", type=int, default=10)
+    cmp.add_argument("--batch-size", type=int, default=128)
+    cmp.add_argument("--train-size", type=int, default=None, help="use only this many training samples")
+    cmp.add_argument("--device", default="auto")
+    cmp.add_argument("--out", default=None, help="write per-seed rows and the summary as JSON (atomically)")
     return parser
 
 
@@ -125,15 +140,53 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    device = pick_device(args.device)
+    data = load_dataset(args.dataset, args.data_root, download=args.download, train_size=args.train_size)
+    rows = compare(
+        data, methods, list(range(args.seeds)), model=args.model, width=args.width, epochs=args.epochs,
+        batch_size=args.batch_size, device=device,
+    )  # fmt: skip
+    summary = summarize(rows)
+    print(f"\n{'method':<8}{'test acc':>18}{'test NLL':>18}{'test ECE':>18}{'seconds':>14}")
+    for r in summary:
+        cells = [f"{r[k + '_mean']:.4f} ± {r[k + '_std']:.4f}" for k in ("test_accuracy", "test_nll", "test_ece")]
+        print(
+            f"{r['method']:<8}"
+            + "".join(f"{c:>18}" for c in cells)
+            + f"{r['seconds_mean']:>9.1f} ± {r['seconds_std']:.1f}"
+        )
+    total = time.perf_counter() - started
+    print(f"\n{args.dataset}, {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
+          f"{args.seeds} seeds, {args.epochs} epochs, device={device}, total {total:.0f} s")  # fmt: skip
+    if args.out:
+        result = {
+            "command": "python -m sdkit compare " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["compare"] else []),
+            "config": {k: v for k, v in vars(args).items() if k != "command"},
+            "rows": rows,
+            "summary": summary,
+            "total_seconds": total,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info(device),
+        }
+        atomic_write_json(args.out, result)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command is None:
             raise UsageError("missing command; try 'python -m sdkit run' (see --help)")
-        for name in ("epochs", "batch_size"):
-            if getattr(args, name) <= 0:
+        for name in ("epochs", "batch_size", "seeds"):
+            if getattr(args, name, 1) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+        if args.command == "compare":
+            return _compare(args)
         if args.generations < 0:
             raise UsageError(f"--generations must be >= 0, got {args.generations}")
         return _run(args)

@@ -231,8 +231,11 @@ class EMATeacher(Method):
     for every parameter and floating-point buffer (BatchNorm running statistics); integer buffers are copied.
     ``k`` counts optimizer steps from 1 and ``m = 0.99``: the ramp (from the mean-teacher code) lets the teacher
     follow the student closely at first, so that it does not keep its random initial weights for hundreds of steps.
-    The loss is ``(1 - alpha) * CE(z, y) + alpha * T^2 * KL(softmax(t/T) || softmax(z/T))`` with the EMA teacher's
-    logits ``t`` on the same augmented batch; ``alpha = 0.5``, ``T = 2``.
+    The loss is ``(1 - a_t) * CE(z, y) + a_t * T^2 * KL(softmax(t/T) || softmax(z/T))`` with the EMA teacher's
+    logits ``t`` on the same augmented batch, ``T = 2`` and the soft weight ramped up linearly over the run,
+    ``a_t = alpha * t / (E - 1)`` with ``alpha = 0.5`` (mean teachers ramp their consistency weight up too): with a
+    constant weight from the first step, the student and its average pull each other towards flat predictions.
+    The EMA's memory is about ``1 / (1 - m)`` steps; on a small dataset with few steps per epoch, lower ``m``.
     """
 
     name = "ema"
@@ -246,7 +249,11 @@ class EMATeacher(Method):
     def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
         super().setup(model, data, device, autocast, epochs=epochs)
         self.teacher = frozen_copy(model)
-        self.steps = 0
+        self.steps, self.epochs = 0, epochs
+
+    def alpha_at(self, epoch: int) -> float:
+        """``a_t = alpha * t / (E - 1)``."""
+        return self.alpha * epoch / max(1, self.epochs - 1)
 
     def momentum_at(self, step: int) -> float:
         """``m_k = min(m, 1 - 1/(k + 1))`` for optimizer step ``k >= 1``."""
@@ -267,7 +274,7 @@ class EMATeacher(Method):
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
         with torch.no_grad(), self.autocast():
             teacher_logits = self.teacher(batch.x)
-        return _distillation_loss_unchecked(logits, teacher_logits, batch.y, self.T, self.alpha)
+        return _distillation_loss_unchecked(logits, teacher_logits, batch.y, self.T, self.alpha_at(epoch))
 
 
 class BYOT(Method):

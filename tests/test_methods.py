@@ -86,6 +86,23 @@ def test_ema_update_formula_including_buffers():
         sdkit.EMATeacher(momentum=1.0)
 
 
+def test_ema_loss_ramps_the_soft_weight():
+    data = toy_data()
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    method = sdkit.EMATeacher(momentum=0.9, T=2.0, alpha=0.5)
+    method.setup(student, data, torch.device("cpu"), contextlib.nullcontext, epochs=5)
+    assert [method.alpha_at(t) for t in range(5)] == pytest.approx([0.0, 0.125, 0.25, 0.375, 0.5])
+    with torch.no_grad():
+        student[1].weight.add_(1.0)  # make the student differ from its (older) average
+    batch = sdkit.Batch(data.train.x, data.train.y, torch.arange(12))
+    logits = student(batch.x)
+    teacher_logits = method.teacher(batch.x)
+    for epoch in (0, 4):
+        a = method.alpha_at(epoch)
+        expected = (1 - a) * F.cross_entropy(logits, batch.y) + a * manual_kl_t2(logits, teacher_logits, 2.0)
+        torch.testing.assert_close(method.loss(student, batch, logits, epoch), expected)
+
+
 def test_byot_heads_and_loss():
     model = sdkit.build_model("resnet8", (1, 8, 8), 10, aux_heads=True)
     assert len(model.aux_heads) == 2

@@ -1,0 +1,142 @@
+"""Head-to-head comparison of the self-distillation family under one budget.
+
+Every method trains the same architecture on the same data for the same number of epochs, selects its weights on
+the validation split, and is evaluated once on the test split. Methods:
+
+* ``plain``: cross-entropy only (the reference point).
+* ``kd``: classic distillation from a teacher twice as wide, trained first (Hinton et al. 2015).
+* ``ban``: born-again network: the ``plain`` model of the same seed is the teacher of a fresh copy
+  (Furlanello et al. 2018); its wall time includes the teacher's.
+* ``pskd``, ``cskd``, ``tfkd``, ``ema``, ``byot``: single-run self-distillation (see :mod:`sdkit.methods`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import Dataset, Split
+from .evaluate import evaluate, expected_calibration_error, predict_logits
+from .methods import BYOT, CSKD, PSKD, EMATeacher, Method, TeacherFreeKD
+from .models import build_model
+from .train import train
+
+__all__ = ["METHODS", "compare", "summarize", "evaluate_ensemble"]
+
+METHODS = ("plain", "kd", "ban", "pskd", "cskd", "tfkd", "ema", "byot")
+
+SINGLE_RUN: dict[str, Callable[[], Method]] = {
+    "pskd": PSKD,
+    "cskd": CSKD,
+    "tfkd": TeacherFreeKD,
+    "ema": EMATeacher,
+    "byot": BYOT,
+}
+
+
+def evaluate_ensemble(models: Sequence[nn.Module], split: Split, n_bins: int = 15) -> dict[str, float]:
+    """Accuracy, NLL and ECE of the average of the models' predicted probabilities (e.g. born-again generations)."""
+    if not models:
+        raise ValueError("models is empty; pass at least one model to evaluate_ensemble")
+    probs = torch.stack([predict_logits(m, split.x).softmax(-1) for m in models]).mean(0)
+    y = split.y.cpu()
+    return {
+        "accuracy": float((probs.argmax(-1) == y).float().mean()),
+        "nll": float(-probs.gather(1, y[:, None]).clamp_min(1e-12).log().mean()),
+        "ece": expected_calibration_error(probs, y, n_bins),
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over seeds of each method's test metrics and wall time."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        entry: dict[str, Any] = {"method": method, "seeds": len(mine)}
+        for key in ("test_accuracy", "test_nll", "test_ece", "seconds"):
+            entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([r[key] for r in mine])
+        out.append(entry)
+    return out
+
+
+def compare(
+    data: Dataset,
+    methods: Sequence[str] = METHODS,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    model: str = "resnet8",
+    width: float = 1.0,
+    teacher_width: float = 2.0,
+    epochs: int = 10,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+    log: Callable[[str], None] | None = print,
+    **train_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Train every method in ``methods`` for every seed; return one row per (method, seed) with test metrics.
+
+    ``model`` must be a ResNet when ``byot`` is among the methods (its auxiliary heads hang off ResNet stages).
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    if not methods or not seeds:
+        raise ValueError("methods and seeds must both be non-empty")
+    if "byot" in methods and not model.lower().startswith("resnet"):
+        raise ValueError(f"method 'byot' needs a ResNet model (e.g. model='resnet8'), got model={model!r}")
+
+    def make(seed: int, w: float = width, aux: bool = False) -> nn.Module:
+        return build_model(model, data.input_shape, data.num_classes, width=w, seed=seed, aux_heads=aux)
+
+    def fit(net: nn.Module, seed: int, desc: str, **kwargs: Any) -> float:
+        start = time.perf_counter()
+        train(net, data, epochs=epochs, seed=seed, device=device, progress=progress, desc=desc, **kwargs,
+              **train_kwargs)  # fmt: skip
+        return time.perf_counter() - start
+
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        plain_model, plain_seconds = None, 0.0
+        for method in methods:
+            if method in ("plain", "ban") and plain_model is None:
+                plain_model = make(seed)
+                plain_seconds = fit(plain_model, seed, f"plain s{seed}")
+            if method == "plain":
+                net, seconds = plain_model, plain_seconds
+            elif method == "ban":
+                net = make(seed + 1000)
+                seconds = plain_seconds + fit(net, seed, f"ban s{seed}", teacher=plain_model)
+            elif method == "kd":
+                teacher = make(seed + 2000, teacher_width)
+                seconds = fit(teacher, seed, f"kd-teacher s{seed}")
+                net = make(seed)
+                seconds += fit(net, seed, f"kd s{seed}", teacher=teacher)
+            else:
+                net = make(seed, aux=method == "byot")
+                seconds = fit(net, seed, f"{method} s{seed}", method=SINGLE_RUN[method]())
+            metrics = evaluate(net, data.test)
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "test_accuracy": metrics["accuracy"],
+                    "test_nll": metrics["nll"],
+                    "test_ece": metrics["ece"],
+                    "seconds": seconds,
+                }
+            )
+            if log:
+                log(f"{method:>6} seed {seed}: test acc {metrics['accuracy']:.4f}  NLL {metrics['nll']:.4f}  "
+                    f"ECE {metrics['ece']:.4f}  {seconds:.1f} s")  # fmt: skip
+    return rows
