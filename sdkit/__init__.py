@@ -1,5 +1,6 @@
 """sdkit: a small PyTorch library for (self-)distillation, companion to the book *Self-Distillation, Executed*."""
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .compare import METHODS, compare, evaluate_ensemble, summarize
 from .data import DATASETS, Batch, BatchLoader, Dataset, Split, augment_batch, load_dataset, read_idx
 from .evaluate import accuracy, evaluate, expected_calibration_error, predict_logits, reliability_bins
@@ -20,6 +21,7 @@ from .utils import atomic_torch_save, atomic_write_json, is_quick, machine_info,
 __version__ = "0.1.0"
 
 __all__ = [
+    "load_checkpoint", "save_checkpoint",
     "METHODS", "compare", "evaluate_ensemble", "summarize",
     "DATASETS", "Batch", "BatchLoader", "Dataset", "Split", "augment_batch", "load_dataset", "read_idx",
     "accuracy", "evaluate", "expected_calibration_error", "predict_logits", "reliability_bins",

@@ -44,6 +44,13 @@ class Method:
     def end_epoch(self, model: nn.Module, epoch: int) -> None:
         """Called after each epoch's last optimizer step."""
 
+    def state_dict(self) -> dict:
+        """What a checkpoint must hold to resume this method exactly (after ``setup``)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (called after ``setup``)."""
+
 
 CrossEntropy = Method
 
@@ -73,6 +80,12 @@ class Distill(Method):
                 "teacher is the student itself; pass a trained copy (sdkit.frozen_copy(model)) or another model"
             )
         self.teacher.to(device)
+
+    def state_dict(self) -> dict:
+        return {"teacher": self.teacher.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.teacher.load_state_dict(state["teacher"])
 
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), self.autocast():
@@ -110,25 +123,36 @@ class PSKD(Method):
     def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
         super().setup(model, data, device, autocast, epochs=epochs)
         self.epochs = epochs
-        self.previous: torch.Tensor | None = None  # predictions stored during the previous epoch
-        # predictions being stored during this epoch, by sample index
-        self.current = torch.zeros(len(data.train), data.num_classes, device=device)
+        n = len(data.train)
+        # The latest prediction for each sample, by index. A sample missing from an epoch (the loop drops the
+        # last incomplete batch) keeps its older prediction; one never seen yet gets the plain one-hot target.
+        self.previous = torch.zeros(n, data.num_classes, device=device)
+        self.has_previous = torch.zeros(n, dtype=torch.bool, device=device)
+        self.current = torch.zeros(n, data.num_classes, device=device)
+        self.has_current = torch.zeros(n, dtype=torch.bool, device=device)
 
     def alpha_at(self, epoch: int) -> float:
         """``a_t = alpha_T * t / (E - 1)``: 0 at the first epoch, ``alpha_T`` at the last."""
         return self.alpha_T * epoch / max(1, self.epochs - 1)
 
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
-        probs = F.softmax(logits.detach().float(), dim=-1)
-        self.current[batch.index] = probs
-        target = F.one_hot(batch.y, logits.shape[-1]).float()
-        if self.previous is not None:
-            a = self.alpha_at(epoch)
-            target = (1.0 - a) * target + a * self.previous[batch.index]
+        self.current[batch.index] = F.softmax(logits.detach().float(), dim=-1)
+        self.has_current[batch.index] = True
+        a = self.alpha_at(epoch) * self.has_previous[batch.index].float()[:, None]
+        target = (1.0 - a) * F.one_hot(batch.y, logits.shape[-1]).float() + a * self.previous[batch.index]
         return F.cross_entropy(logits.float(), target)
 
     def end_epoch(self, model: nn.Module, epoch: int) -> None:
-        self.previous, self.current = self.current, torch.zeros_like(self.current)
+        self.previous = torch.where(self.has_current[:, None], self.current, self.previous)
+        self.has_previous |= self.has_current
+        self.has_current.zero_()
+
+    def state_dict(self) -> dict:
+        return {name: getattr(self, name) for name in ("previous", "has_previous", "current", "has_current")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value.to(self.current.device))
 
 
 def class_partners(labels: torch.Tensor, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -176,6 +200,12 @@ class CSKD(Method):
         self.augment = data.augment if (data.augment.crop_padding or data.augment.flip) else None
         self.generator = torch.Generator().manual_seed(self.seed)
         self.channels_last = device.type == "cuda"
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
 
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
         partners = class_partners(self.y, batch.index, self.generator)
@@ -254,6 +284,13 @@ class EMATeacher(Method):
     def alpha_at(self, epoch: int) -> float:
         """``a_t = alpha * t / (E - 1)``."""
         return self.alpha * epoch / max(1, self.epochs - 1)
+
+    def state_dict(self) -> dict:
+        return {"teacher": self.teacher.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.teacher.load_state_dict(state["teacher"])
+        self.steps = state["steps"]
 
     def momentum_at(self, step: int) -> float:
         """``m_k = min(m, 1 - 1/(k + 1))`` for optimizer step ``k >= 1``."""

@@ -133,8 +133,17 @@ def test_pskd_schedule_and_targets():
     loss0 = method.loss(None, batch, logits, epoch=0)  # epoch 0: one-hot targets = plain cross-entropy
     torch.testing.assert_close(loss0, torch.nn.functional.cross_entropy(logits, y))
     method.end_epoch(None, 0)
+    assert bool(method.has_previous.all())
     new_logits = torch.zeros(4, 2)
     loss1 = method.loss(None, batch, new_logits, epoch=1)
     target = 0.8 * torch.nn.functional.one_hot(y, 2) + 0.2 * torch.softmax(logits, -1)
     expected = -(target * torch.log_softmax(new_logits, -1)).sum(-1).mean()
     torch.testing.assert_close(loss1, expected)
+    # a sample missing from an epoch (dropped last batch) keeps its older prediction
+    method.end_epoch(None, 1)
+    partial = sdkit.Batch(torch.zeros(2, 1), y[:2], torch.arange(2))
+    partial_logits = torch.tensor([[3.0, 0.0], [0.0, 3.0]])
+    method.loss(None, partial, partial_logits, epoch=2)
+    method.end_epoch(None, 2)
+    torch.testing.assert_close(method.previous[:2], partial_logits.softmax(-1))
+    torch.testing.assert_close(method.previous[2:], torch.full((2, 2), 0.5))  # from epoch 1's zero logits

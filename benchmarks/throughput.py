@@ -1,0 +1,202 @@
+"""Training and evaluation throughput: the loop most tutorials write vs sdkit's loop, on the same model and data.
+
+(a) naive: a torch Dataset whose ``__getitem__`` applies torchvision per-sample transforms (random crop with
+    padding, horizontal flip, normalise), a ``DataLoader`` collating batches, the teacher's forward in the loop.
+(b) sdkit: the whole split as one tensor on the device, a seeded permutation per epoch, crop and flip applied to
+    whole batches (``sdkit.BatchLoader``), channels_last for conv nets, bf16 autocast on CUDA.
+
+Each configuration runs in a fresh subprocess so that its peak memory (max RSS on CPU, max allocated on CUDA) is
+its own. Prints a table and writes JSON (atomically).
+
+    python benchmarks/throughput.py                      # Fashion-MNIST, small CNN, CPU or GPU
+    python benchmarks/throughput.py --device cuda --train-size 60000 --out benchmarks/results/gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import multiprocessing as mp
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import sdkit
+from sdkit.losses import _distillation_loss_unchecked
+from sdkit.train import _autocast_for
+
+MODES = ("naive", "sdkit")
+TASKS = ("train", "distill", "eval")
+
+
+class PerSampleDataset(torch.utils.data.Dataset):
+    """What a typical tutorial has: uint8 images, transforms applied one sample at a time."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: float, std: float, augment: bool):
+        import torchvision.transforms.v2 as T
+
+        self.images, self.labels = images, labels
+        steps = [T.RandomCrop(images.shape[-1], padding=2), T.RandomHorizontalFlip()] if augment else []
+        self.transform = T.Compose([*steps, T.ToDtype(torch.float32, scale=True), T.Normalize([mean], [std])])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i]), self.labels[i]
+
+
+def _uint8(split: sdkit.Split, data: sdkit.Dataset) -> torch.Tensor:
+    return (data.denormalize(split.x) * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _run_one(mode: str, task: str, args: dict, queue) -> None:
+    torch.manual_seed(0)
+    device = sdkit.pick_device(args["device"])
+    data = sdkit.load_dataset(args["dataset"], train_size=args["train_size"])
+    shape, classes = data.input_shape, data.num_classes
+    student = sdkit.build_model(args["model"], shape, classes, width=args["width"], seed=0).to(device)
+    teacher = sdkit.frozen_copy(sdkit.build_model(args["model"], shape, classes, width=args["width"], seed=1))
+    teacher.to(device)
+    opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    bs = args["batch_size"]
+    split = data.test if task == "eval" else data.train
+    n_images = len(split) * args["epochs"]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    if mode == "naive":
+        dataset = PerSampleDataset(_uint8(split, data), split.y, data.mean[0], data.std[0], augment=task != "eval")
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=bs, shuffle=task != "eval", num_workers=args["workers"],
+            pin_memory=device.type == "cuda",
+        )  # fmt: skip
+
+        def batches():
+            for x, y in loader:
+                yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+        autocast, channels_last = contextlib.nullcontext, False
+    else:
+        channels_last = any(isinstance(m, torch.nn.Conv2d) for m in student.modules())
+        loader = sdkit.BatchLoader(
+            split, bs, shuffle=task != "eval", augment=data.augment if task != "eval" else None, device=device,
+            channels_last=channels_last,
+        )  # fmt: skip
+        if channels_last:
+            student.to(memory_format=torch.channels_last)
+            teacher.to(memory_format=torch.channels_last)
+
+        def batches():
+            for b in loader:
+                yield (b.x.contiguous(memory_format=torch.channels_last) if channels_last else b.x), b.y
+
+        autocast = _autocast_for(device, "bf16")
+
+    def epoch():
+        if task == "eval":
+            student.eval()
+            with torch.no_grad(), autocast():
+                for x, _ in batches():
+                    student(x)
+            return
+        student.train()
+        for x, y in batches():
+            with autocast():
+                logits = student(x)
+            if task == "distill":
+                with torch.no_grad(), autocast():
+                    teacher_logits = teacher(x)
+                loss = _distillation_loss_unchecked(logits, teacher_logits, y, 4.0, 0.9)
+            else:
+                loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    epoch()  # warm-up (allocator, cuDNN autotuning, first-touch)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(args["epochs"]):
+        epoch()
+    _sync(device)
+    seconds = time.perf_counter() - start
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put({"mode": mode, "task": task, "images_per_second": n_images / seconds, "seconds": seconds,
+               "images": n_images, "peak_memory_mb": peak_mb, "device": str(device)})  # fmt: skip
+
+
+def run(args: dict) -> dict:
+    ctx = mp.get_context("spawn")
+    rows = []
+    for task in args["tasks"]:
+        for mode in MODES:
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_run_one, args=(mode, task, args, queue))
+            proc.start()
+            row = queue.get()
+            proc.join()
+            rows.append(row)
+            print(f"  {task:<8} {mode:<6} {row['images_per_second']:>10.0f} img/s  peak {row['peak_memory_mb']:.0f} MB",
+                  flush=True)  # fmt: skip
+    ratios = {}
+    for task in args["tasks"]:
+        by = {r["mode"]: r for r in rows if r["task"] == task}
+        ratios[task] = by["sdkit"]["images_per_second"] / by["naive"]["images_per_second"]
+    per_mode = {m: {r["task"]: r["images_per_second"] for r in rows if r["mode"] == m} for m in MODES}
+    distill_cost = {m: v["train"] / v["distill"] for m, v in per_mode.items() if "train" in v and "distill" in v}
+    return {"rows": rows, "speedup_sdkit_over_naive": ratios, "distill_epoch_cost_vs_plain": distill_cost}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--model", default="cnn")
+    p.add_argument("--width", type=float, default=0.5)
+    p.add_argument("--train-size", type=int, default=10000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=1, help="timed epochs per configuration (after one warm-up)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the naive loop")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tasks", default="train,distill,eval")
+    p.add_argument("--out", default="benchmarks/results/throughput_cpu.json")
+    a = p.parse_args(argv)
+    args = vars(a) | {"tasks": [t for t in a.tasks.split(",") if t]}
+    bad = [t for t in args["tasks"] if t not in TASKS]
+    if bad:
+        p.error(f"unknown task(s) {bad}; choose from {list(TASKS)}")
+    device = sdkit.pick_device(a.device)
+    print(f"{a.dataset}, {a.model} width {a.width}, batch {a.batch_size}, {a.train_size} train images, {device}")
+    result = run(args)
+    print(f"\n{'task':<9}{'naive img/s':>13}{'sdkit img/s':>13}{'speed-up':>10}")
+    for task, ratio in result["speedup_sdkit_over_naive"].items():
+        by = {r["mode"]: r for r in result["rows"] if r["task"] == task}
+        print(f"{task:<9}{by['naive']['images_per_second']:>13.0f}{by['sdkit']['images_per_second']:>13.0f}"
+              f"{ratio:>9.2f}x")  # fmt: skip
+    for mode, cost in result["distill_epoch_cost_vs_plain"].items():
+        print(f"distillation epoch / plain epoch ({mode}): {cost:.2f}x")
+    result |= {
+        "config": {k: v for k, v in args.items() if k != "out"},
+        "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": sdkit.machine_info(device),
+    }
+    sdkit.atomic_write_json(a.out, result)
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
