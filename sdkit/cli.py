@@ -57,6 +57,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--epochs", type=int, default=10)
     cmp.add_argument("--batch-size", type=int, default=128)
     cmp.add_argument("--train-size", type=int, default=None, help="use only this many training samples")
+    cmp.add_argument("--val-fraction", type=float, default=0.1, help="share of the training set held out")
     cmp.add_argument("--device", default="auto")
     cmp.add_argument("--out", default=None, help="write per-seed rows and the summary as JSON (atomically)")
     return parser
@@ -144,7 +145,10 @@ def _compare(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     device = pick_device(args.device)
-    data = load_dataset(args.dataset, args.data_root, download=args.download, train_size=args.train_size)
+    data = load_dataset(
+        args.dataset, args.data_root, download=args.download, train_size=args.train_size,
+        val_fraction=args.val_fraction,
+    )  # fmt: skip
     rows = compare(
         data, methods, list(range(args.seeds)), model=args.model, width=args.width, epochs=args.epochs,
         batch_size=args.batch_size, device=device,

@@ -4,7 +4,7 @@ Every method trains the same architecture on the same data for the same number o
 the validation split, and is evaluated once on the test split. Methods:
 
 * ``plain``: cross-entropy only (the reference point).
-* ``kd``: classic distillation from a teacher twice as wide, trained first (Hinton et al. 2015).
+* ``kd``: classic distillation from a teacher ``teacher_scale`` (2) times as wide, trained first (Hinton et al. 2015).
 * ``ban``: born-again network: the ``plain`` model of the same seed is the teacher of a fresh copy
   (Furlanello et al. 2018); its wall time includes the teacher's.
 * ``pskd``, ``cskd``, ``tfkd``, ``ema``, ``byot``: single-run self-distillation (see :mod:`sdkit.methods`).
@@ -77,7 +77,7 @@ def compare(
     *,
     model: str = "resnet8",
     width: float = 1.0,
-    teacher_width: float = 2.0,
+    teacher_scale: float = 2.0,
     epochs: int = 10,
     device: str | torch.device = "auto",
     progress: bool = False,
@@ -118,7 +118,7 @@ def compare(
                 net = make(seed + 1000)
                 seconds = plain_seconds + fit(net, seed, f"ban s{seed}", teacher=plain_model)
             elif method == "kd":
-                teacher = make(seed + 2000, teacher_width)
+                teacher = make(seed + 2000, width * teacher_scale)
                 seconds = fit(teacher, seed, f"kd-teacher s{seed}")
                 net = make(seed)
                 seconds += fit(net, seed, f"kd s{seed}", teacher=teacher)
