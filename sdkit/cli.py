@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -44,6 +47,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     run.add_argument("--out", default=None, help="write the results as JSON to this file (atomically)")
+    run.add_argument("--checkpoint-dir", default=None, help="save a checkpoint per generation after every epoch")
+    run.add_argument("--resume", action="store_true", help="continue from the checkpoints in --checkpoint-dir")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     cmp = sub.add_parser("compare", help="every self-distillation method under one budget, over several seeds")
@@ -106,6 +111,8 @@ def _run(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         device=device,
         progress=not args.no_progress,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
     )
     rows = []
     for g, gen in enumerate(gens):
@@ -128,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\n{args.dataset}, {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
           f"T={args.T}, alpha={args.alpha}, device={device}, total {total:.1f} s")  # fmt: skip
     if args.out:
-        config = {k: v for k, v in vars(args).items() if k not in ("command", "no_progress")}
+        config = {k: v for k, v in vars(args).items() if k not in ("command", "no_progress", "resume")}
         result = {
             "config": config,
             "generations": rows,
@@ -180,6 +187,18 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_distributed(device_arg: str) -> int:
+    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1); return this process's rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if pick_device(device_arg).type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     try:
@@ -193,6 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compare(args)
         if args.generations < 0:
             raise UsageError(f"--generations must be >= 0, got {args.generations}")
+        rank = _init_distributed(args.device)
+        if rank > 0:  # only rank 0 prints and writes
+            args.out, args.no_progress = None, True
+            with contextlib.redirect_stdout(io.StringIO()):
+                return _run(args)
         return _run(args)
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"sdkit: error: {err}", file=sys.stderr)

@@ -334,6 +334,10 @@ class BatchLoader:
 
     Each pass is one epoch: a fresh seeded permutation (when ``shuffle``), every sample exactly once, the last
     batch smaller unless ``drop_last``. Yields :class:`Batch` ``(x, y, index)``.
+
+    With ``world_size > 1`` (data-parallel training) every rank draws the same permutation and takes the
+    positions ``rank, rank + world_size, ...`` of it, cut to an equal length on every rank, so that the ranks see
+    disjoint shards of each epoch. Augmentation draws from a second generator seeded per rank.
     """
 
     def __init__(
@@ -347,8 +351,13 @@ class BatchLoader:
         device: torch.device | str = "cpu",
         drop_last: bool = False,
         channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         check_positive_int(batch_size, "batch_size")
+        check_positive_int(world_size, "world_size")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, world_size={world_size}), got rank={rank!r}")
         if len(split) == 0:
             raise ValueError("the split is empty: a BatchLoader needs at least one sample")
         self.device = torch.device(device)
@@ -358,19 +367,36 @@ class BatchLoader:
         self.y = split.y.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.augment = augment if augment is not None and (augment.crop_padding or augment.flip) else None
-        self.generator = torch.Generator().manual_seed(seed)
+        self.rank, self.world_size = rank, world_size
+        if len(split) < world_size:
+            raise ValueError(f"the split has {len(split)} samples, fewer than world_size={world_size} ranks")
+        self.generator = torch.Generator().manual_seed(seed)  # the permutation: shared by all ranks
+        self.augment_generator = torch.Generator().manual_seed(seed + 7919 * (rank + 1))
+
+    def _shard_size(self) -> int:
+        return len(self.y) // self.world_size if self.world_size > 1 else len(self.y)
 
     def __len__(self) -> int:
-        n = len(self.y)
+        n = self._shard_size()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
         n = len(self.y)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        if self.world_size > 1:
+            order = order[self.rank :: self.world_size][: self._shard_size()]
         order = order.to(self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
             x = self.x[index]
             if self.augment is not None:
-                x = augment_batch(x, self.augment, self.generator)
+                x = augment_batch(x, self.augment, self.augment_generator)
             yield Batch(x, self.y[index], index)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The random generators' states (for checkpoints)."""
+        return {"order": self.generator.get_state(), "augment": self.augment_generator.get_state()}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["order"])
+        self.augment_generator.set_state(state["augment"])

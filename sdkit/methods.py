@@ -143,6 +143,13 @@ class PSKD(Method):
         return F.cross_entropy(logits.float(), target)
 
     def end_epoch(self, model: nn.Module, epoch: int) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank saw a disjoint shard: summing gathers all predictions (with their indices) on every rank
+            self.current *= self.has_current[:, None]
+            torch.distributed.all_reduce(self.current)
+            seen = self.has_current.to(torch.int32)
+            torch.distributed.all_reduce(seen)
+            self.has_current = seen > 0
         self.previous = torch.where(self.has_current[:, None], self.current, self.previous)
         self.has_previous |= self.has_current
         self.has_current.zero_()

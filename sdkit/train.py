@@ -112,6 +112,10 @@ def train(
     only; CPUs train in float32. Convolutional models run in channels_last memory format on every device (about
     1.4x faster on the project's 2-core CPU, see benchmarks/). Returns the :class:`History`.
 
+    Under ``torchrun`` (an initialised process group) the model is wrapped in ``DistributedDataParallel``, each
+    rank trains on its shard of every epoch, the training loss is all-reduced, and only rank 0 shows progress and
+    writes checkpoints. A single-process run makes no ``torch.distributed`` calls.
+
     ``checkpoint=PATH`` writes a checkpoint atomically after every epoch; with ``resume=True`` an existing one is
     loaded and training continues after its last epoch, so that on CPU the final weights are bit-identical to an
     uninterrupted run with the same arguments. ``on_epoch_end(epoch, history)`` is called after each checkpoint.
@@ -134,12 +138,21 @@ def train(
         method = Distill(teacher, T, alpha, label_smoothing) if teacher is not None else Method(label_smoothing)
     _check_labels_once(data)
 
+    rank, world_size = distributed_rank_and_size()
     device = pick_device(device)
+    if world_size > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
     autocast = _autocast_for(device, precision)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    forward = model
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # DDP averages gradients across ranks during backward; methods still get the plain module
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     loader = BatchLoader(
         data.train,
@@ -148,8 +161,10 @@ def train(
         augment=data.augment if augment else None,
         seed=seed,
         device=device,
-        drop_last=len(data.train) > batch_size,
+        drop_last=len(data.train) > batch_size * world_size,
         channels_last=channels_last,
+        rank=rank,
+        world_size=world_size,
     )
     method.setup(model, data, device, autocast, epochs=epochs)
     val = data.val.to(device)
@@ -174,13 +189,13 @@ def train(
                 f"{state.get('method_name')!r}; this run has epochs={epochs}, method={method.name!r}"
             )
         sched.load_state_dict(state["scheduler"])
-        loader.generator.set_state(state["loader_rng"])
+        loader.load_state(state["loader_rng"])
         set_rng_states(state["rng"])
         history.records, history.best_epoch = state["history"], state["best"]["epoch"]
         best_acc, best_state = state["best"]["accuracy"], state["best"]["model"]
         first_epoch = state["epoch"] + 1
-    bar = tqdm(range(first_epoch, epochs), desc=desc, disable=not progress, leave=False, initial=first_epoch,
-               total=epochs)  # fmt: skip
+    quiet = not progress or rank > 0
+    bar = tqdm(range(first_epoch, epochs), desc=desc, disable=quiet, leave=False, initial=first_epoch, total=epochs)
     for epoch in bar:
         start = time.perf_counter()
         model.train()
@@ -189,7 +204,7 @@ def train(
             x = batch.x.contiguous(memory_format=torch.channels_last) if channels_last else batch.x
             batch = batch._replace(x=x)
             with autocast():
-                logits = model(x)
+                logits = forward(x)
             loss = method.loss(model, batch, logits, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -198,6 +213,14 @@ def train(
             method.after_step(model)
             loss_sum += loss.detach()
         method.end_epoch(model, epoch)
+        if world_size > 1:
+            torch.distributed.all_reduce(loss_sum)
+            loss_sum /= world_size
+            # each rank's BatchNorm statistics saw only its shard: average them so every rank holds the same model
+            for buffer in model.buffers():
+                if buffer.is_floating_point():
+                    torch.distributed.all_reduce(buffer)
+                    buffer /= world_size
         train_loss = float(loss_sum) / len(loader)  # the one host sync of the epoch
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -218,10 +241,10 @@ def train(
         if select == "last" or val_acc > best_acc:
             best_acc, history.best_epoch = val_acc, epoch
             best_state = copy.deepcopy(model.state_dict())
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, {
                 "epoch": epoch, "epochs": epochs, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "loader_rng": loader.generator.get_state(),
+                "scheduler": sched.state_dict(), "loader_rng": loader.state(),
                 "method": method.state_dict(), "method_name": method.name, "history": history.records,
                 "best": {"epoch": history.best_epoch, "accuracy": best_acc, "model": best_state},
             })  # fmt: skip
@@ -231,6 +254,13 @@ def train(
     model.load_state_dict(best_state)
     model.eval()
     return history
+
+
+def distributed_rank_and_size() -> tuple[int, int]:
+    """``(rank, world_size)`` of an initialised process group (e.g. under ``torchrun``), else ``(0, 1)``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 def _check_labels_once(data: Dataset) -> None:
@@ -265,12 +295,16 @@ def born_again(
     alpha: float = 0.9,
     seed: int = 0,
     teacher: nn.Module | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
     **train_kwargs: Any,
 ) -> list[Generation]:
     """Train a teacher (generation 0) with cross-entropy, then ``generations`` students, each a fresh model from
     ``make_model(seed)`` distilled from the previous generation with ``T`` and ``alpha``.
 
     Pass ``teacher`` to start from an already trained model instead of training generation 0.
+    ``checkpoint_dir`` keeps one checkpoint per generation (``gen0.pt``, ``gen1.pt``, ...); with ``resume=True`` a
+    finished generation is reloaded and an interrupted one continues where it stopped.
     Returns every generation (teacher first), each evaluated on ``data.test``.
     """
     if isinstance(generations, bool) or not isinstance(generations, int) or generations < 0:
@@ -278,10 +312,18 @@ def born_again(
     check_temperature(T)
     check_alpha(alpha)
     progress = train_kwargs.pop("progress", True)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir (the folder holding gen0.pt, gen1.pt, ...)")
+
+    def ckpt(g: int) -> dict[str, Any]:
+        if checkpoint_dir is None:
+            return {}
+        return {"checkpoint": Path(checkpoint_dir) / f"gen{g}.pt", "resume": resume}
+
     results: list[Generation] = []
     if teacher is None:
         teacher = make_model(seed)
-        history = train(teacher, data, seed=seed, progress=progress, desc="gen 0 (teacher)", **train_kwargs)
+        history = train(teacher, data, seed=seed, progress=progress, desc="gen 0 (teacher)", **ckpt(0), **train_kwargs)
         results.append(Generation(teacher, history, evaluate(teacher, data.test)))
     previous = teacher
     for g in range(1, generations + 1):
@@ -290,7 +332,7 @@ def born_again(
             raise ValueError("make_model must return a new model each call (it returned the teacher itself)")
         history = train(
             student, data, teacher=previous, T=T, alpha=alpha, seed=seed + g, progress=progress, desc=f"gen {g}",
-            **train_kwargs,
+            **ckpt(g), **train_kwargs,
         )  # fmt: skip
         results.append(Generation(student, history, evaluate(student, data.test)))
         previous = student

@@ -44,3 +44,14 @@ def test_bad_arguments_give_one_line_and_exit_2(args, message, capsys):
 def test_module_entry_point_exit_code():
     proc = subprocess.run([sys.executable, "-m", "sdkit", "run", "--T", "0"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("sdkit: error: T must be")
+
+
+def test_cli_resume_reloads_finished_generations(tmp_path, capsys):
+    args = ["run", "--epochs", "2", "--generations", "1", "--no-progress", "--checkpoint-dir", str(tmp_path)]
+    assert main([*args, "--out", str(tmp_path / "a.json")]) == 0
+    assert sorted(p.name for p in tmp_path.glob("gen*.pt")) == ["gen0.pt", "gen1.pt"]
+    assert main([*args, "--resume", "--out", str(tmp_path / "b.json")]) == 0
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert [g["test_accuracy"] for g in a["generations"]] == [g["test_accuracy"] for g in b["generations"]]
+    assert main(["run", "--resume"]) == 2
+    assert "resume=True needs checkpoint_dir" in capsys.readouterr().err
