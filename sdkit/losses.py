@@ -33,9 +33,14 @@ __all__ = [
 ]
 
 
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 (autocast outputs) to float32 for the loss; float32 and float64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _kd_loss_unchecked(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
-    log_p = F.log_softmax(student_logits.float() / T, dim=-1)
-    log_q = F.log_softmax(teacher_logits.float() / T, dim=-1)
+    log_p = F.log_softmax(_upcast(student_logits) / T, dim=-1)
+    log_q = F.log_softmax(_upcast(teacher_logits) / T, dim=-1).to(log_p.dtype)
     # 'batchmean' divides the summed KL by the batch size: the true mean per-sample KL. 'mean' would also divide
     # by the number of classes and silently shrink the loss C times.
     return (T * T) * F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
@@ -49,7 +54,7 @@ def _distillation_loss_unchecked(
     alpha: float,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    hard = F.cross_entropy(student_logits.float(), targets, label_smoothing=label_smoothing)
+    hard = F.cross_entropy(_upcast(student_logits), targets, label_smoothing=label_smoothing)
     if alpha == 0.0:
         return hard
     return (1.0 - alpha) * hard + alpha * _kd_loss_unchecked(student_logits, teacher_logits, T)
@@ -68,7 +73,8 @@ def soft_cross_entropy(student_logits: torch.Tensor, target_probs: torch.Tensor,
     check_logits(student_logits, "student_logits")
     check_probs(target_probs, "target_probs")
     check_same_classes(student_logits, target_probs, "student_logits", "target_probs")
-    return F.cross_entropy(student_logits.float() / T, target_probs.float())
+    log_p = _upcast(student_logits) / T
+    return F.cross_entropy(log_p, _upcast(target_probs).to(log_p.dtype))
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 4.0) -> torch.Tensor:

@@ -119,7 +119,44 @@ def train(
     ``checkpoint=PATH`` writes a checkpoint atomically after every epoch; with ``resume=True`` an existing one is
     loaded and training continues after its last epoch, so that on CPU the final weights are bit-identical to an
     uninterrupted run with the same arguments. ``on_epoch_end(epoch, history)`` is called after each checkpoint.
+
+    The global random generator (dropout draws from it) is seeded with ``seed`` inside ``torch.random.fork_rng``,
+    so runs are reproducible and the caller's random state is left as it was.
     """
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        arguments = {k: v for k, v in locals().items() if k != "cuda_devices"}  # exactly train's parameters
+        return _train(**arguments)
+
+
+def _train(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    teacher,
+    T,
+    alpha,
+    method,
+    epochs,
+    batch_size,
+    optimizer,
+    lr,
+    weight_decay,
+    momentum,
+    schedule,
+    label_smoothing,
+    augment,
+    select,
+    precision,
+    device,
+    seed,
+    progress,
+    desc,
+    checkpoint,
+    resume,
+    on_epoch_end,
+) -> History:
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
     for arg, value, valid in (

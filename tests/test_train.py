@@ -147,3 +147,25 @@ def test_pskd_schedule_and_targets():
     method.end_epoch(None, 2)
     torch.testing.assert_close(method.previous[:2], partial_logits.softmax(-1))
     torch.testing.assert_close(method.previous[2:], torch.full((2, 2), 0.5))  # from epoch 1's zero logits
+
+
+def test_dropout_is_seeded_and_the_callers_random_state_is_untouched(digits):
+    def run(caller_seed):
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                    torch.nn.Dropout(0.5), torch.nn.Linear(64, 10))  # fmt: skip
+        for p in model.parameters():
+            torch.nn.init.constant_(p, 0.01)
+        torch.manual_seed(caller_seed)  # whatever the caller's state, the same seed must give the same weights
+        before = torch.get_rng_state()
+        sdkit.train(model, digits, epochs=1, seed=5, progress=False)
+        assert torch.equal(torch.get_rng_state(), before)
+        return model.state_dict()
+
+    a, b = run(1), run(2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_kd_loss_keeps_float64():
+    s = torch.randn(3, 4, dtype=torch.float64)
+    assert sdkit.kd_loss(s, s.flip(0), 2.0).dtype == torch.float64
+    assert sdkit.kd_loss(s.half(), s.flip(0).half(), 2.0).dtype == torch.float32
