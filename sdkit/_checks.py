@@ -55,9 +55,10 @@ def check_logits(logits: torch.Tensor, name: str) -> torch.Tensor:
     return logits
 
 
-def check_probs(probs: torch.Tensor, name: str, atol: float = 1e-3) -> torch.Tensor:
+def check_probs(probs: torch.Tensor, name: str, atol: float = 1e-3) -> None:
     """Probabilities must be finite, >= 0 and sum to 1 over the last dimension."""
     check_logits(probs, name)
+    probs = probs.detach()  # value checks only: no autograd warnings for tensors that require grad
     if bool((probs < 0).any()):
         raise ValueError(f"{name} has negative entries (min {float(probs.min()):.3g}); pass probabilities, not logits")
     sums = probs.sum(-1, dtype=torch.float64)
@@ -68,7 +69,6 @@ def check_probs(probs: torch.Tensor, name: str, atol: float = 1e-3) -> torch.Ten
             f"{name} must sum to 1 over its last dimension, but a row sums to {row_sum:.4g} (off by {worst:.3g}); "
             "normalise it, or pass logits to the logits-based function"
         )
-    return probs
 
 
 def check_same_classes(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
