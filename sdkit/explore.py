@@ -216,10 +216,11 @@ def plot_soft_vs_hard(
         axes[0][k].set_title(f"label: {names[y]}\nH = {h:.2f} nats", fontsize=8)
         _bars(axes[1][k], probs[k], names, hard=y)
     axes[1][0].set_ylabel("probability")
-    axes[1][0].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[1][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="upper left", frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
 

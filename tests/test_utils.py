@@ -67,3 +67,14 @@ def test_run_mode(monkeypatch):
 def test_machine_info_has_the_basics():
     info = sdkit.machine_info("cpu")
     assert info["cpu_count"] >= 1 and info["torch"] == torch.__version__ and "gpu" not in info
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = sdkit.atomic_write_json(tmp_path / "r.json", [1])
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,136 @@
+import json
+import math
+import statistics
+
+import numpy as np
+import pytest
+import torch
+
+import sdkit
+from sdkit import experiments as ex
+
+
+def test_mean_std_matches_statistics():
+    values = [0.81, 0.79, 0.86, 0.8]
+    mean, std = ex.mean_std(values)
+    assert mean == pytest.approx(statistics.mean(values)) and std == pytest.approx(statistics.stdev(values))
+    mean, std = ex.mean_std([0.5])
+    assert mean == 0.5 and math.isnan(std)
+    with pytest.raises(ValueError, match="empty"):
+        ex.mean_std([])
+
+
+def test_summarize_groups_scalars_and_curves():
+    rows = [
+        {"seed": 0, "generation": 0, "acc": 0.80, "curve": [0.8, 0.5]},
+        {"seed": 1, "generation": 0, "acc": 0.82, "curve": [0.82, 0.4]},
+        {"seed": 0, "generation": 1, "acc": 0.85, "curve": [0.85, 0.6]},
+        {"seed": 1, "generation": 1, "acc": 0.81, "curve": [0.81, 0.7]},
+    ]
+    out = ex.summarize(rows, "generation", ["acc", "curve"])
+    assert [r["generation"] for r in out] == [0, 1] and out[0]["n"] == 2
+    assert out[0]["acc_mean"] == pytest.approx(0.81) and out[0]["acc_std"] == pytest.approx(np.std([0.8, 0.82], ddof=1))
+    assert out[1]["curve_mean"] == pytest.approx([0.83, 0.65])
+    assert out[1]["curve_std"] == pytest.approx([np.std([0.85, 0.81], ddof=1), np.std([0.6, 0.7], ddof=1)])
+
+
+def test_verdict_rule():
+    assert ex.verdict(0.02, 0.01, 3) == "better"
+    assert ex.verdict(-0.02, 0.01, 3) == "worse"
+    assert ex.verdict(0.005, 0.01, 3) == "within noise"
+    assert ex.verdict(-0.01, 0.01, 3) == "within noise"  # equal to the spread: not beyond it
+    assert ex.verdict(-0.02, 0.01, 3, higher_is_better=False) == "better"  # e.g. a lower ECE
+    assert ex.verdict(0.5, float("nan"), 1) == "one seed: no verdict"
+
+
+def test_compare_paired_hand_example():
+    rows = [
+        {"seed": 0, "g": 0, "acc": 0.80, "c": [1.0, 0.5]},
+        {"seed": 1, "g": 0, "acc": 0.84, "c": [1.0, 0.3]},
+        {"seed": 2, "g": 0, "acc": 0.82, "c": [1.0, 0.4]},
+        {"seed": 0, "g": 1, "acc": 0.83, "c": [1.0, 0.7]},
+        {"seed": 2, "g": 1, "acc": 0.81, "c": [1.0, 0.8]},
+        {"seed": 1, "g": 1, "acc": 0.87, "c": [1.0, 0.5]},
+    ]
+    out = ex.compare_paired(rows, "acc", key="g", candidate=1, baseline=0)
+    assert out["diffs"] == pytest.approx([0.03, 0.03, -0.01])  # paired by seed, in the baseline's seed order
+    assert out["diff"] == pytest.approx(0.05 / 3) and out["noise"] == pytest.approx(0.02)
+    assert out["n_better"] == 2 and out["verdict"] == "within noise"
+    assert "+0.0167" in out["text"] and "2 of 3" in out["text"] and "g 0" in out["text"]
+    curve = ex.compare_paired(rows, "c", key="g", candidate=1, baseline=0, index=1)
+    assert curve["diff"] == pytest.approx(0.8 / 3) and curve["noise"] == pytest.approx(0.1)
+    assert curve["verdict"] == "better"
+    lower = ex.compare_paired(rows, "acc", key="g", candidate=1, baseline=0, higher_is_better=False)
+    assert lower["n_better"] == 1
+    with pytest.raises(ValueError, match="no seed"):
+        ex.compare_paired(rows, "acc", key="g", candidate=2, baseline=0)
+
+
+def test_budget_modes_and_overrides():
+    assert ex.budget("full", "cpu")["name"] == "full-cpu"
+    quick = ex.budget("quick", seeds=1)
+    assert quick["seeds"] == 1 and ex.BUDGETS["quick"]["seeds"] == 2  # a copy: the table is not changed
+    with pytest.raises(ValueError, match="unknown budget key"):
+        ex.budget("quick", epochs=3)
+    with pytest.raises(ValueError, match="mode"):
+        ex.budget("huge")
+    with pytest.raises(ValueError, match="seeds"):
+        ex.budget("quick", seeds=0)
+
+
+def test_model_size_counts_float32_bytes():
+    mlp = sdkit.build_model("mlp", (1, 8, 8), 10)
+    size = ex.model_size(mlp)
+    assert size["parameters"] == (64 * 256 + 256) + (256 * 256 + 256) + (256 * 10 + 10)
+    assert size["tensor_bytes"] == 4 * size["parameters"]  # no buffers in an MLP
+    assert size["state_dict_bytes"] > size["tensor_bytes"]
+    cnn = ex.model_size(sdkit.build_model("cnn", (1, 8, 8), 10))
+    buffers = sum(b.numel() * b.element_size() for b in sdkit.build_model("cnn", (1, 8, 8), 10).buffers())
+    assert cnn["tensor_bytes"] == 4 * cnn["parameters"] + buffers
+
+
+def test_format_table():
+    text = ex.format_table(["name", "acc"], [["teacher", "0.9"], ["s", "0.85"]])
+    assert text.splitlines() == ["name      acc", "-------  ----", "teacher   0.9", "s        0.85"]
+
+
+TINY = [
+    "--set", "ba_dataset=digits", "--set", "comp_dataset=digits", "--set", "seeds=2", "--set", "ba_epochs=1",
+    "--set", "comp_epochs=1", "--set", "ba_generations=1", "--set", "sigmas=[0, 0.5]",
+    "--set", "epsilons=[0, 0.1]", "--set", "ba_train_size=300", "--set", "comp_train_size=300",
+    "--set", "ba_test_size=null", "--set", "comp_test_size=null",
+]  # fmt: skip
+
+
+def test_command_line_writes_every_section(tmp_path, capsys):
+    torch.set_num_threads(1)
+    out = tmp_path / "app.json"
+    assert ex.main(["applications", "--mode", "quick", "--device", "cpu", "--out", str(out), *TINY]) == 0
+    result = json.loads(out.read_text())
+    for key in ("command", "date", "wall_seconds", "machine", "config", "compression", "generalization",
+                "robustness", "calibration"):  # fmt: skip
+        assert key in result
+    assert result["command"].startswith("python -m sdkit.experiments applications --mode quick")
+    assert result["config"]["seeds"] == 2 and result["config"]["ba_dataset"] == "digits"
+    comp = result["compression"]
+    assert [r["role"] for r in comp["rows"]] == ["teacher", "alone", "distilled", "alone", "distilled"]
+    assert comp["student"]["parameters"] < comp["teacher"]["parameters"]
+    gen = result["generalization"]
+    assert [(r["seed"], r["generation"]) for r in gen["rows"]] == [(0, 0), (0, 1), (1000, 0), (1000, 1)]
+    acc = [r["accuracy"] for r in gen["rows"] if r["generation"] == 0]
+    assert gen["summary"][0]["accuracy_mean"] == pytest.approx(np.mean(acc))
+    rob = result["robustness"]
+    for row, base in zip(rob["rows"], gen["rows"], strict=True):  # sigma = 0 and eps = 0 give the clean accuracy
+        assert row["noise"][0] == pytest.approx(base["accuracy"], abs=1e-6)
+        assert row["fgsm"][0] == pytest.approx(base["accuracy"], abs=1e-6)
+    assert len(rob["fgsm_comparisons"]) == 2 and rob["fgsm_comparisons"][1][0]["candidate"] == 1
+    bins = result["calibration"]["bins"]
+    assert set(bins) == {"0", "1"} and sum(bins["0"]["count"]) == 2 * result["born_again"]["data"]["test"]
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_command_line_rejects_bad_overrides(tmp_path, capsys):
+    assert ex.main(["applications", "--out", str(tmp_path / "x.json"), "--set", "nope=1"]) == 2
+    assert "unknown budget key" in capsys.readouterr().err
+    assert ex.main(["applications", "--out", str(tmp_path / "x.json"), "--set", "seeds"]) == 2
+    assert not (tmp_path / "x.json").exists()
