@@ -133,8 +133,10 @@ def test_overhead_uses_fastest_epoch_after_warm_up():
 def test_teacher_overhead_times_both_objectives(digits):
     torch.set_num_threads(1)
     out = te.teacher_overhead("mlp", digits, steps=3, repeats=2, batch_size=32)
-    assert len(out["plain_seconds"]) == 2 and len(out["kd_seconds"]) == 2
+    assert len(out["plain_seconds"]) == 2 and len(out["kd_seconds"]) == 2 and len(out["cached_seconds"]) == 2
     assert out["images_per_repeat"] == 96
     assert math.isclose(out["ratio"], min(out["kd_seconds"]) / min(out["plain_seconds"]))
+    assert math.isclose(out["cached_ratio"], min(out["cached_seconds"]) / min(out["plain_seconds"]))
+    assert out["cache_seconds"] > 0
     with pytest.raises(ValueError, match="steps=0"):
         te.teacher_overhead("mlp", digits, steps=0)
