@@ -136,16 +136,19 @@ def _run(args: argparse.Namespace) -> int:
           f"T={args.T}, alpha={args.alpha}, device={device}, total {total:.1f} s")  # fmt: skip
     if args.out:
         config = {k: v for k, v in vars(args).items() if k not in ("command", "no_progress", "resume")}
-        result = {
-            "config": config,
-            "generations": rows,
-            "total_seconds": total,
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": machine_info(device),
-        }
-        atomic_write_json(args.out, result)
-        print(f"wrote {args.out}")
+        _write_result(args.out, {"config": config, "generations": rows}, total, device)
     return 0
+
+
+def _write_result(path: str, result: dict, total_seconds: float, device) -> None:
+    """Stamp a result with its wall time, date and machine, and write it atomically."""
+    result |= {
+        "total_seconds": total_seconds,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(device),
+    }
+    atomic_write_json(path, result)
+    print(f"wrote {path}")
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -178,12 +181,8 @@ def _compare(args: argparse.Namespace) -> int:
             "config": {k: v for k, v in vars(args).items() if k != "command"},
             "rows": rows,
             "summary": summary,
-            "total_seconds": total,
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": machine_info(device),
         }
-        atomic_write_json(args.out, result)
-        print(f"wrote {args.out}")
+        _write_result(args.out, result, total, device)
     return 0
 
 
