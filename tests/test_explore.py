@@ -1,4 +1,6 @@
+import json
 import math
+import re
 
 import matplotlib
 
@@ -111,3 +113,78 @@ def test_explorer_without_frontend_follows_sliders():
     assert ex.picture.value != first_png
     with pytest.raises(ValueError, match="T_range"):
         explore.temperature_explorer(logits, T=1000.0)
+
+
+# ------------------------------------------------------------------------------- kernel-free (static) explorer
+
+
+def test_temperature_grid_is_log_spaced_and_holds_one():
+    grid = explore.temperature_grid()
+    assert len(grid) == 61 and grid[0] == pytest.approx(0.1) and grid[-1] == pytest.approx(100.0)
+    assert 1.0 in grid
+    ratios = [b / a for a, b in zip(grid, grid[1:], strict=False)]
+    assert ratios == pytest.approx([10 ** (1 / 20)] * 60)
+    assert explore.temperature_grid(0.5, 2.0, per_decade=10) == pytest.approx([10 ** (k / 10) for k in range(-3, 4)])
+    with pytest.raises(ValueError, match="low must be smaller"):
+        explore.temperature_grid(2.0, 1.0)
+
+
+def test_explorer_data_frames_match_soften_and_entropy():
+    logits = torch.stack([Z, -Z, torch.zeros(4, dtype=torch.float64)])
+    temps = explore.temperature_grid(0.1, 100.0, per_decade=5)
+    d = explore.explorer_data(logits, temps)
+    assert d["temperatures"] == list(temps)
+    assert len(d["probs"]) == 3 and all(len(rows) == len(temps) for rows in d["probs"])
+    for i in range(3):
+        for k, T in enumerate(temps):
+            q = sdkit.soften(logits[i], T)
+            assert d["probs"][i][k] == pytest.approx(q.tolist(), abs=5e-5)
+            assert d["entropy"][i][k] == pytest.approx(float(sdkit.entropy(q)), abs=5e-5)
+    assert d["entropy"][2] == pytest.approx([math.log(4)] * len(temps), abs=1e-4)  # equal logits: uniform
+
+
+def _embedded_json(html: str) -> dict:
+    (blob,) = re.findall(r'<script type="application/json" class="sdkit-data">(.*?)</script>', html, re.S)
+    return json.loads(blob)
+
+
+def test_static_explorer_html_holds_the_frames_and_starts_at_T():
+    logits = torch.stack([Z, -Z]).float()
+    names = ["a</script>", "b", "c", "d"]
+    ex = explore.static_temperature_explorer(
+        logits, images=torch.rand(2, 1, 8, 8), class_names=names, captions=["one", "two"], T=2.0
+    )
+    html = ex._repr_html_()
+    data = _embedded_json(html)
+    assert data["classes"] == names and data["captions"] == [": one", ": two"]
+    temps = explore.temperature_grid()
+    assert data["temperatures"] == pytest.approx(list(temps))
+    k0 = temps.index(min(temps, key=lambda t: abs(math.log(t / 2.0))))
+    assert f'value="{k0}"' in html and data["tText"][k0] == "2"
+    for i in range(2):
+        assert data["probs"][i][k0] == pytest.approx(sdkit.soften(logits[i].double(), temps[k0]).tolist(), abs=5e-5)
+    assert len(data["images"]) == 2 and all(u.startswith("data:image/png;base64,") for u in data["images"])
+    # the starting frame is drawn without JavaScript: one bar per class, heights proportional to probs[0][k0]
+    heights = [float(h) for h in re.findall(r'<rect class="sdkit-bar"[^>]* height="([0-9.]+)"', html)]
+    assert heights == pytest.approx([p * data["plotHeight"] for p in data["probs"][0][k0]], abs=0.01)
+    assert "entropy H = " + f"{data['entropy'][0][k0]:.3f}" in html
+    assert html.count("</script>") == 2  # the class name "a</script>" is escaped, not a closing tag
+    assert ex.data["probs"] == data["probs"]
+    assert repr(ex).startswith("StaticTemperatureExplorer(2 samples x 61 temperatures")
+    # deterministic: the same input gives the same page (a stable notebook output)
+    assert (
+        explore.static_temperature_explorer(logits, temperatures=[1.0, 2.0])._repr_html_()
+        == explore.static_temperature_explorer(logits, temperatures=[1.0, 2.0])._repr_html_()
+    )
+
+
+def test_static_explorer_size_and_errors():
+    logits = torch.randn(12, 10, generator=torch.Generator().manual_seed(0)) * 3
+    ex = explore.static_temperature_explorer(logits, images=torch.rand(12, 1, 28, 28))
+    assert len(ex.html) < 300_000
+    with pytest.raises(ValueError, match="images has 3 rows"):
+        explore.static_temperature_explorer(logits, images=torch.rand(3, 1, 8, 8))
+    with pytest.raises(ValueError, match="captions has 1 entries"):
+        explore.static_temperature_explorer(logits, captions=["x"])
+    with pytest.raises(ValueError, match=r"temperatures\[0\]"):
+        explore.static_temperature_explorer(logits, temperatures=[0.0, 1.0])
