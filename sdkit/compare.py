@@ -28,6 +28,7 @@ from .train import train
 
 __all__ = ["METHODS", "compare", "summarize", "evaluate_ensemble"]
 
+#: The method names :func:`compare` accepts, in the order it reports them (see the module docstring).
 METHODS = ("plain", "kd", "ban", "pskd", "cskd", "tfkd", "ema", "byot")
 
 SINGLE_RUN: dict[str, Callable[[], Method]] = {

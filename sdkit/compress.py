@@ -35,6 +35,7 @@ __all__ = [
     "count_nonzero",
 ]
 
+#: The layer types whose ``weight`` :func:`prune_global` prunes (biases and BatchNorm are left alone).
 PRUNABLE = (nn.Linear, nn.Conv2d)
 
 

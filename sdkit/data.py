@@ -53,7 +53,8 @@ class Augment:
     flip: bool = False
 
 
-# name -> (augmentation used for training, number of classes)
+#: The dataset names :func:`load_dataset` accepts, each with the batch augmentation ``sdkit.train`` applies to it
+#: (random crop after zero-padding, horizontal flip): none for the 8x8 digits, crop and flip for Fashion-MNIST.
 DATASETS: dict[str, Augment] = {
     "digits": Augment(),  # 8x8 digits: a flipped digit is a different symbol and 8 pixels leave no room to crop
     "fashion-mnist": Augment(crop_padding=2, flip=True),

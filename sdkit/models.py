@@ -141,6 +141,7 @@ class ResNet(nn.Module):
         return self.classifier(feature)
 
 
+#: The architecture names :func:`build_model` accepts.
 MODELS = ("mlp", "cnn", "resnet")
 
 

@@ -22,6 +22,7 @@ from .data import Augment, Dataset, Split
 
 __all__ = ["TABULAR_DATASETS", "TabularDataset", "load_tabular", "stratified_split"]
 
+#: The names :func:`load_tabular` accepts (scikit-learn's bundled data sets).
 TABULAR_DATASETS = ("breast-cancer", "wine", "iris")
 
 
