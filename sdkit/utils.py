@@ -82,12 +82,24 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     return _atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
-    """A short description of where a result was measured."""
+    """A short description of where a result was measured: platform, CPU model and count, torch threads, the
+    1/5/15-minute load averages when it was called (a busy machine inflates wall times), versions, and the GPU."""
     info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -67,6 +67,7 @@ def test_run_mode(monkeypatch):
 def test_machine_info_has_the_basics():
     info = sdkit.machine_info("cpu")
     assert info["cpu_count"] >= 1 and info["torch"] == torch.__version__ and "gpu" not in info
+    assert info["cpu_model"] and len(info["load_average"]) == 3 and all(v >= 0 for v in info["load_average"])
 
 
 def test_atomic_files_get_the_usual_permissions(tmp_path):
