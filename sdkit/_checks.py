@@ -12,8 +12,11 @@ import torch
 
 
 def check_temperature(T: float, name: str = "T") -> float:
-    """Return ``T`` as a float if it is a finite number > 0, else raise ``ValueError``."""
+    """Return ``T`` as a float if it is a finite number > 0, else raise ``ValueError`` (``TypeError`` for a
+    non-number, including ``True`` and strings such as ``"4"``, which ``float()`` would quietly accept)."""
     try:
+        if isinstance(T, (bool, str)):
+            raise TypeError
         value = float(T)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a positive number, got {T!r} of type {type(T).__name__}") from None
@@ -23,8 +26,11 @@ def check_temperature(T: float, name: str = "T") -> float:
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> float:
-    """Return ``alpha`` as a float if it lies in [0, 1], else raise ``ValueError``."""
+    """Return ``alpha`` as a float if it lies in [0, 1], else raise ``ValueError`` (``TypeError`` for a non-number,
+    including ``True`` and strings)."""
     try:
+        if isinstance(alpha, (bool, str)):
+            raise TypeError
         value = float(alpha)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number in [0, 1], got {alpha!r}") from None
@@ -55,9 +61,16 @@ def check_logits(logits: torch.Tensor, name: str) -> torch.Tensor:
     return logits
 
 
-def check_probs(probs: torch.Tensor, name: str, atol: float = 1e-3) -> None:
-    """Probabilities must be finite, >= 0 and sum to 1 over the last dimension."""
+def check_probs(probs: torch.Tensor, name: str, atol: float | None = None) -> None:
+    """Probabilities must be finite, >= 0 and sum to 1 over the last dimension.
+
+    The default tolerance on the sums is ``max(1e-3, eps)`` with ``eps`` the machine epsilon of the dtype: rounding
+    each probability of an exact distribution to the dtype moves the sum by up to half an ``eps``, which for
+    bfloat16 (``eps = 2^-7``) is more than 1e-3, so a bfloat16 softmax output must not be rejected.
+    """
     check_logits(probs, name)
+    if atol is None:
+        atol = max(1e-3, torch.finfo(probs.dtype).eps)
     probs = probs.detach()  # value checks only: no autograd warnings for tensors that require grad
     if bool((probs < 0).any()):
         raise ValueError(f"{name} has negative entries (min {float(probs.min()):.3g}); pass probabilities, not logits")
@@ -82,7 +95,7 @@ def check_same_classes(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: st
 def check_labels(targets: torch.Tensor, num_classes: int, batch: int, name: str = "targets") -> torch.Tensor:
     if not isinstance(targets, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(targets).__name__}")
-    if targets.is_floating_point() or targets.dim() != 1:
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool or targets.dim() != 1:
         raise ValueError(
             f"{name} must be a 1-D integer tensor of class indices, got dtype {targets.dtype} and shape "
             f"{tuple(targets.shape)}; for probability targets use soft_cross_entropy"

@@ -11,6 +11,14 @@ Notation: ``s`` student logits, ``t`` teacher logits, ``q = softmax(t / T)`` the
 Soft cross-entropy and KL differ by the teacher's entropy ``H(q)``, which does not depend on the student, so both
 give the same gradients; KL is 0 when the student matches the teacher, which makes it easier to read.
 
+Precision. float16/bfloat16 logits are computed in float32 (the loss is float32). The KL is summed as
+``sum_i q_i phi(u_i)`` with ``u = log p - log q`` and ``phi(u) = e^u - 1 - u >= 0`` (equal to
+``sum_i q_i (log q_i - log p_i)`` because ``sum_i q_i (e^u_i - 1) = sum_i p_i - sum_i q_i = 0``): every term is
+>= 0 as computed, so the loss is never negative, and it is exactly 0 (with a zero gradient) for identical logits.
+Summing ``q_i (log q_i - log p_i)`` directly lets the rounding errors of the log-probabilities (~1e-7 each in
+float32) cancel into a negative total when ``p`` is close to ``q``, and ``T^2`` magnifies them: float32 logits
+once gave ``kd_loss = -15.5`` at ``T = 1e4`` for a true value of 0.4.
+
 The public functions validate their input (see :mod:`sdkit._checks`). The training loop calls the ``_unchecked``
 versions after validating its data once, because value checks on a GPU tensor force a host synchronisation.
 """
@@ -22,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_alpha, check_labels, check_logits, check_probs, check_same_classes, check_temperature
+from .temperature import _upcast
 
 __all__ = [
     "soft_cross_entropy",
@@ -33,17 +42,29 @@ __all__ = [
 ]
 
 
-def _upcast(x: torch.Tensor) -> torch.Tensor:
-    """float16/bfloat16 (autocast outputs) to float32 for the loss; float32 and float64 stay as they are."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+def _kl_terms(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``q_i phi(u_i)``, ``u = log p - log q``, ``phi(u) = e^u - 1 - u``: each >= 0, summing to
+    ``KL(q || p)`` over the classes (see the module docstring).
+
+    ``u <= 1``: ``q (expm1(u) - u)``; ``expm1`` is accurate to within an ulp, so ``expm1(u) >= u`` holds as computed.
+    ``u > 1`` (``p > e q``), where ``e^u`` may overflow: ``q phi(u) = p (1 - (1 + u) e^-u)``, computed as
+    ``exp(log p + log1p(-(1 + u) e^-u))``, an exponential and so >= 0. Each branch is evaluated on clamped ``u`` so
+    that the branch :func:`torch.where` discards stays finite (a NaN there would still poison the gradient).
+    """
+    u = log_p - log_q
+    near = log_q.exp() * (torch.expm1(u.clamp(max=1.0)) - u)
+    far_u = u.clamp(min=1.0)
+    far = torch.exp(log_p + torch.log1p(-(1.0 + far_u) * torch.exp(-far_u)))
+    return torch.where(u <= 1.0, near, far)
 
 
 def _kd_loss_unchecked(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
     log_p = F.log_softmax(_upcast(student_logits) / T, dim=-1)
     log_q = F.log_softmax(_upcast(teacher_logits) / T, dim=-1).to(log_p.dtype)
-    # 'batchmean' divides the summed KL by the batch size: the true mean per-sample KL. 'mean' would also divide
-    # by the number of classes and silently shrink the loss C times.
-    return (T * T) * F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
+    # 'batchmean': the summed KL divided by the batch size, the true mean per-sample KL ('mean' would also divide
+    # by the number of classes and silently shrink the loss C times). A 1-D input is one sample.
+    batch = log_p.shape[0] if log_p.dim() > 1 else 1
+    return (T * T) * _kl_terms(log_p, log_q).sum() / batch
 
 
 def _distillation_loss_unchecked(
@@ -113,7 +134,7 @@ def distillation_loss(
     check_logits(student_logits, "student_logits")
     check_logits(teacher_logits, "teacher_logits")
     check_same_classes(student_logits, teacher_logits, "student_logits", "teacher_logits")
-    check_labels(targets, student_logits.shape[-1], student_logits.shape[0])
+    targets = check_labels(targets, student_logits.shape[-1], student_logits.shape[0]).long()  # any integer dtype
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must lie in [0, 1), got label_smoothing={label_smoothing!r}")
     return _distillation_loss_unchecked(student_logits, teacher_logits, targets, T, alpha, label_smoothing)
