@@ -201,3 +201,11 @@ def test_fashion_mnist_without_debian_files_downloads_only_when_asked(tmp_path, 
     assert data.class_names[0] == "T-shirt/top"
     sdkit.load_dataset("fashion-mnist", download=True)  # the second time reads the cached files
     assert len(downloads) == 1
+
+
+def test_readme_links_the_published_book_workflow_and_launch_buttons():
+    readme = (ROOT / "README.md").read_text()
+    assert "(.github/workflows/book.yml)" in readme and (ROOT / ".github" / "workflows" / "book.yml").is_file()
+    assert f"{REPO}/actions/workflows/book.yml" in readme
+    assert "**Launch buttons.**" in readme and "Colab" in readme and "Binder" in readme
+    assert CONFIG["repository"]["url"] == REPO and REPO in COLAB_CELL
