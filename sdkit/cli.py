@@ -46,6 +46,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train-size", type=int, default=None, help="use only this many training samples")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    run.add_argument("--compile", action="store_true", help="run the forward pass through torch.compile")
     run.add_argument("--out", default=None, help="write the results as JSON to this file (atomically)")
     run.add_argument("--checkpoint-dir", default=None, help="save a checkpoint per generation after every epoch")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoints in --checkpoint-dir")
@@ -110,6 +111,7 @@ def _run(args: argparse.Namespace) -> int:
         lr=args.lr,
         optimizer=args.optimizer,
         device=device,
+        compile=args.compile,
         progress=not args.no_progress,
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,

@@ -109,6 +109,7 @@ def test_onecycle_schedule_warms_up_then_anneals(digits):
         ({"schedule": "step"}, "unknown schedule"),
         ({"select": "best_test"}, "unknown select"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"compile": "yes"}, "compile must be True or False, got compile='yes'"),
     ],
 )
 def test_bad_training_arguments(digits, kwargs, message):
@@ -169,3 +170,31 @@ def test_kd_loss_keeps_float64():
     s = torch.randn(3, 4, dtype=torch.float64)
     assert sdkit.kd_loss(s, s.flip(0), 2.0).dtype == torch.float64
     assert sdkit.kd_loss(s.half(), s.flip(0).half(), 2.0).dtype == torch.float32
+
+
+def test_cudnn_autotuner_is_on_while_training_and_restored_after(digits):
+    seen = []
+    before = torch.backends.cudnn.benchmark
+    model = sdkit.build_model("mlp", digits.input_shape, 10, seed=0)
+    sdkit.train(model, digits, epochs=1, progress=False, device="cpu",
+                on_epoch_end=lambda epoch, h: seen.append(torch.backends.cudnn.benchmark))  # fmt: skip
+    assert seen == [True] and torch.backends.cudnn.benchmark == before
+
+
+def test_compile_flag_runs_the_forward_pass_through_torch_compile(digits, monkeypatch):
+    compiled = []
+    real_compile = torch.compile
+
+    def spy(module, *args, **kwargs):
+        compiled.append(module)
+        return real_compile(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    eager, fast = (sdkit.build_model("mlp", digits.input_shape, 10, seed=0) for _ in range(2))
+    sdkit.train(eager, digits, epochs=2, progress=False, device="cpu")
+    assert compiled == []
+    sdkit.train(fast, digits, epochs=2, progress=False, device="cpu", compile=True)
+    assert compiled == [fast]
+    # the compiled graph computes the same function, up to float rounding in fused kernels
+    for (name, a), b in zip(eager.state_dict().items(), fast.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3, msg=name)
