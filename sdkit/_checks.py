@@ -61,6 +61,12 @@ def check_logits(logits: torch.Tensor, name: str) -> torch.Tensor:
     return logits
 
 
+def check_not_empty(tensor: torch.Tensor, name: str) -> None:
+    """A loss averages over samples: a tensor without any would give NaN (0 / 0) instead of an error."""
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)}); a loss needs at least one sample")
+
+
 def check_probs(probs: torch.Tensor, name: str, atol: float | None = None) -> None:
     """Probabilities must be finite, >= 0 and sum to 1 over the last dimension.
 

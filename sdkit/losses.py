@@ -29,7 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_alpha, check_labels, check_logits, check_probs, check_same_classes, check_temperature
+from ._checks import (
+    check_alpha,
+    check_labels,
+    check_logits,
+    check_not_empty,
+    check_probs,
+    check_same_classes,
+    check_temperature,
+)
 from .temperature import _upcast
 
 __all__ = [
@@ -92,6 +100,7 @@ def soft_cross_entropy(student_logits: torch.Tensor, target_probs: torch.Tensor,
     """
     T = check_temperature(T)
     check_logits(student_logits, "student_logits")
+    check_not_empty(student_logits, "student_logits")
     check_probs(target_probs, "target_probs")
     check_same_classes(student_logits, target_probs, "student_logits", "target_probs")
     log_p = _upcast(student_logits) / T
@@ -107,6 +116,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     """
     T = check_temperature(T)
     check_logits(student_logits, "student_logits")
+    check_not_empty(student_logits, "student_logits")
     check_logits(teacher_logits, "teacher_logits")
     check_same_classes(student_logits, teacher_logits, "student_logits", "teacher_logits")
     return _kd_loss_unchecked(student_logits, teacher_logits, T)
@@ -132,6 +142,7 @@ def distillation_loss(
     T = check_temperature(T)
     alpha = check_alpha(alpha)
     check_logits(student_logits, "student_logits")
+    check_not_empty(student_logits, "student_logits")
     check_logits(teacher_logits, "teacher_logits")
     check_same_classes(student_logits, teacher_logits, "student_logits", "teacher_logits")
     targets = check_labels(targets, student_logits.shape[-1], student_logits.shape[0]).long()  # any integer dtype

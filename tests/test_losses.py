@@ -99,6 +99,18 @@ def test_soft_cross_entropy_of_uniform_is_log_c():
         (lambda s, t, y: sdkit.kd_loss(torch.full_like(s, float("nan")), t), "student_logits contains"),
         (lambda s, t, y: sdkit.soft_cross_entropy(s, torch.full_like(s, 0.5)), "must sum to 1"),
         (lambda s, t, y: sdkit.distillation_loss(s, t, y.float()), "1-D integer tensor"),
+        (lambda s, t, y: sdkit.kd_loss(s, t, T=float("inf")), "T must be a finite number > 0"),
+        (lambda s, t, y: sdkit.kd_loss(s, t, T=-4.0), "T must be a finite number > 0 .*got T=-4.0"),
+        (lambda s, t, y: sdkit.distillation_loss(s, t, y, alpha=float("nan")), "alpha .* must lie in \\[0, 1\\]"),
+        (lambda s, t, y: sdkit.soft_cross_entropy(s, torch.full((2, 3), 1 / 3)), "target_probs has shape \\(2, 3\\)"),
+        (lambda s, t, y: sdkit.distillation_loss(s, t[:, :4], y), "teacher_logits has shape \\(2, 4\\)"),
+        (lambda s, t, y: sdkit.kd_loss(s, torch.full_like(t, float("inf"))), "teacher_logits contains 10 NaN or inf"),
+        (lambda s, t, y: sdkit.soft_cross_entropy(s, torch.full_like(s, float("nan"))), "target_probs contains"),
+        (lambda s, t, y: sdkit.soft_cross_entropy(s, -torch.eye(2, 5)), "target_probs has negative entries"),
+        (lambda s, t, y: sdkit.kd_loss(s[:0], t[:0]), "student_logits is empty \\(shape \\(0, 5\\)\\)"),
+        (lambda s, t, y: sdkit.distillation_loss(s[:0], t[:0], y[:0]), "student_logits is empty"),
+        (lambda s, t, y: sdkit.soft_cross_entropy(s[:0], t[:0].softmax(-1)), "student_logits is empty"),
+        (lambda s, t, y: sdkit.distillation_loss(s, t, y[:1]), "targets has 1 labels but the logits have 2 rows"),
     ],
 )
 def test_bad_input_raises_clear_value_error(call, message):
