@@ -57,6 +57,16 @@ def prune_global(model: nn.Module, amount: float) -> nn.Module:
 
     ``amount`` must be a number in ``[0, 1]``; exactly ``round(amount * N)`` of the ``N`` prunable weights are
     zeroed (weights that were already zero count among them).
+
+    >>> layer = nn.Linear(4, 2)
+    >>> with torch.no_grad():
+    ...     _ = layer.weight.copy_(torch.tensor([[0.1, -2.0, 0.3, 4.0], [-0.5, 0.2, 3.0, -0.05]]))
+    >>> pruned = prune_global(layer, 0.5)  # the 4 smallest |w| of 8 become 0
+    >>> (pruned.weight != 0).long()  # kept: -2.0, 4.0, -0.5, 3.0
+    tensor([[0, 1, 0, 1],
+            [1, 0, 1, 0]])
+    >>> sparsity(pruned), sparsity(layer), count_nonzero(pruned, weights_only=True)
+    (0.5, 0.0, 4)
     """
     _check_model(model)
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):

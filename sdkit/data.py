@@ -111,6 +111,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Header: two zero bytes, a type code (0x08 = uint8), the number of dimensions, then each dimension as a
     big-endian uint32.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "labels-idx1-ubyte"
+    >>> _ = path.write_bytes(bytes([0, 0, 0x08, 1]) + (3).to_bytes(4, "big") + bytes([7, 2, 1]))
+    >>> read_idx(path)
+    array([7, 2, 1], dtype=uint8)
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -239,6 +245,17 @@ def load_dataset(
     ``val_fraction`` of the official training set becomes the validation split (a seeded random subset; digits has
     no official test set, so 20% of it is held out as test first, also with a fixed seed). ``train_size`` /
     ``test_size`` keep only the first that many (after shuffling) samples, for quick runs.
+
+    Pixels are scaled to ``[0, 1]`` and standardised per channel with the training split's statistics,
+    ``x' = (x - mean_train) / std_train`` (:meth:`Dataset.denormalize` undoes it for plotting).
+
+    >>> data = load_dataset("digits")
+    >>> len(data.train), len(data.val), len(data.test), data.input_shape, data.num_classes
+    (1294, 144, 359, (1, 8, 8), 10)
+    >>> round(float(data.train.x.mean()), 6) + 0.0, round(float(data.train.x.std()), 2)
+    (0.0, 1.0)
+    >>> len(load_dataset("digits", train_size=100, test_size=50).train)
+    100
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")

@@ -24,7 +24,16 @@ __all__ = ["predict_logits", "accuracy", "expected_calibration_error", "reliabil
 def predict_logits(
     model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """Logits of ``model`` (in eval mode) for every row of ``x``, as float32 on the CPU."""
+    """Logits of ``model`` (in eval mode) for every row of ``x``, as float32 on the CPU.
+
+    The model is put in eval mode for the forward passes (BatchNorm uses its running statistics, dropout is off)
+    and returned to its previous mode afterwards; ``x`` goes through in batches of ``batch_size`` rows.
+
+    >>> import sdkit
+    >>> model = sdkit.build_model("mlp", (1, 8, 8), 10, seed=0)
+    >>> predict_logits(model, torch.zeros(5, 1, 8, 8)).shape
+    torch.Size([5, 10])
+    """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -36,7 +45,12 @@ def predict_logits(
 
 
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Fraction of rows whose argmax equals the target."""
+    """Fraction of rows whose argmax equals the target: ``(1/N) sum_n [argmax_i z_ni = y_n]``.
+
+    >>> logits = torch.tensor([[2.0, 0.5, 0.1], [0.2, 1.5, 0.3], [0.1, 0.2, 3.0], [1.0, 0.9, 0.0]])
+    >>> accuracy(logits, torch.tensor([0, 1, 2, 1]))
+    0.75
+    """
     check_labels(targets, logits.shape[-1], logits.shape[0])
     return float((logits.argmax(-1) == targets).float().mean())
 
@@ -45,7 +59,13 @@ def reliability_bins(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = 1
     """Per-bin data for a reliability diagram (equal-width bins on the top-class confidence).
 
     Returns lists of length ``n_bins``: ``lower``/``upper`` bin edges, ``count``, ``confidence`` (mean top
-    probability, NaN for an empty bin) and ``accuracy`` (NaN for an empty bin).
+    probability, NaN for an empty bin) and ``accuracy`` (NaN for an empty bin). Bin ``m`` holds the confidences in
+    ``(m/M, (m+1)/M]``.
+
+    >>> probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2]])
+    >>> bins = reliability_bins(probs, torch.tensor([0, 0, 1]), n_bins=2)
+    >>> bins["count"], round(bins["accuracy"][1], 4), round(bins["confidence"][1], 4)
+    ([0.0, 3.0], 0.6667, 0.7667)
     """
     check_positive_int(n_bins, "n_bins")
     check_probs(probs, "probs")
@@ -68,7 +88,15 @@ def reliability_bins(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = 1
 
 
 def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = 15) -> float:
-    """ECE with ``n_bins`` equal-width bins: ``sum_m |B_m|/n * |acc(B_m) - conf(B_m)|``."""
+    """ECE with ``n_bins`` equal-width bins: ``sum_m |B_m|/n * |acc(B_m) - conf(B_m)|``.
+
+    The three predictions below all fall in the bin ``(0.5, 1]``: mean confidence ``(0.9 + 0.6 + 0.8) / 3``,
+    accuracy ``2 / 3``, so the ECE is ``|2/3 - 0.7667| = 0.1``.
+
+    >>> probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2]])
+    >>> round(expected_calibration_error(probs, torch.tensor([0, 0, 1]), n_bins=2), 4)
+    0.1
+    """
     bins = reliability_bins(probs, targets, n_bins)
     n = sum(bins["count"])
     rows = zip(bins["count"], bins["accuracy"], bins["confidence"], strict=True)
@@ -78,7 +106,17 @@ def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bin
 def evaluate(
     model: nn.Module, split: Split, *, n_bins: int = 15, batch_size: int = 1024, device=None
 ) -> dict[str, float]:
-    """Accuracy, mean negative log-likelihood (nats) and ECE of ``model`` on ``split``."""
+    """Accuracy, mean negative log-likelihood (nats) and ECE of ``model`` on ``split``.
+
+    ``nll = (1/N) sum_n -log softmax(z_n)_{y_n}``; accuracy and ECE as in :func:`accuracy` and
+    :func:`expected_calibration_error` (on ``softmax(z)``).
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)  # untrained
+    >>> sorted(evaluate(model, data.test))
+    ['accuracy', 'ece', 'nll']
+    """
     logits = predict_logits(model, split.x, batch_size=batch_size, device=device)
     targets = split.y.cpu()
     return {

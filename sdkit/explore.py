@@ -96,7 +96,13 @@ def temperature_frames(logits: torch.Tensor, temperatures: Sequence[float] | tor
 
 
 def most_ambiguous(probs: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` rows of ``probs`` with the highest entropy, most ambiguous first (ties: lower index)."""
+    """Indices of the ``k`` rows of ``probs`` with the highest entropy ``H(q) = -sum_i q_i log q_i``, most
+    ambiguous first (ties: lower index).
+
+    >>> probs = torch.tensor([[0.98, 0.01, 0.01], [0.4, 0.3, 0.3], [0.5, 0.5, 0.0]])
+    >>> most_ambiguous(probs, 2)  # H = 0.112, 1.089, 0.693 nats
+    tensor([1, 2])
+    """
     check_probs(probs, "probs")
     if probs.dim() != 2:
         raise ValueError(f"probs must have shape (samples, classes), got shape {tuple(probs.shape)}")
@@ -113,6 +119,12 @@ def mean_soft_labels(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
     Row ``c`` shows where a teacher puts its probability, on average, for images of class ``c``: the off-diagonal
     entries are the "dark knowledge" about which classes look alike.
+
+    >>> probs = torch.tensor([[0.8, 0.2, 0.0], [0.6, 0.4, 0.0], [0.1, 0.7, 0.2]])
+    >>> mean_soft_labels(probs, torch.tensor([0, 0, 1]))
+    tensor([[0.7000, 0.3000, 0.0000],
+            [0.1000, 0.7000, 0.2000],
+            [   nan,    nan,    nan]], dtype=torch.float64)
     """
     check_probs(probs, "probs")
     if probs.dim() != 2:

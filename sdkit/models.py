@@ -159,6 +159,13 @@ def build_model(
 
     The weights are initialised from ``seed`` without touching the global random state. ``aux_heads`` (ResNet
     only) adds the auxiliary classifiers that :class:`sdkit.methods.BYOT` trains.
+
+    >>> model = build_model("cnn", (1, 28, 28), 10, seed=0)
+    >>> model(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    >>> a, b = build_model("mlp", (1, 8, 8), 10, seed=3), build_model("mlp", (1, 8, 8), 10, seed=3)
+    >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # same seed, same weights
+    True
     """
     key = name.lower()
     if key.startswith("resnet") and key[6:].isdigit():
@@ -183,11 +190,21 @@ def build_model(
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameter entries of ``model``, ``sum_p numel(p)`` (trainable or not; buffers are not counted).
+
+    >>> count_parameters(build_model("mlp", (1, 8, 8), 10))  # (64*256 + 256) + (256*256 + 256) + (256*10 + 10)
+    85002
+    """
     return sum(p.numel() for p in model.parameters())
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in eval mode with gradients off: a teacher that can never be changed by the student's training."""
+    """A deep copy in eval mode with gradients off: a teacher that can never be changed by the student's training.
+
+    >>> teacher = frozen_copy(build_model("mlp", (1, 8, 8), 10))
+    >>> teacher.training, any(p.requires_grad for p in teacher.parameters())
+    (False, False)
+    """
     teacher = copy.deepcopy(model).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)

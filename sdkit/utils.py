@@ -17,7 +17,11 @@ MODES = ("quick", "full")
 
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None) picks CUDA, then Apple's MPS, then the CPU; anything else is used as given."""
+    """``"auto"`` (or None) picks CUDA, then Apple's MPS, then the CPU; anything else is used as given.
+
+    >>> pick_device("cpu")
+    device(type='cpu')
+    """
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -73,12 +77,26 @@ def _atomic_write(path: str | os.PathLike, write) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    """Write ``obj`` as indented JSON to ``path`` atomically (a temporary file in the same folder, then a rename:
+    a crash leaves the old file or the new one, never half of it). Returns the path.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> path = atomic_write_json(Path(folder) / "result.json", {"accuracy": 0.9})
+    >>> json.loads(path.read_text())
+    {'accuracy': 0.9}
+    """
     return _atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, allow_nan=True) + "\n").encode()))
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
-    """``torch.save`` to ``path`` atomically."""
+    """``torch.save`` to ``path`` atomically (see :func:`atomic_write_json`). Returns the path.
+
+    >>> import tempfile
+    >>> path = atomic_torch_save(Path(tempfile.mkdtemp()) / "t.pt", torch.arange(3))
+    >>> torch.load(path)
+    tensor([0, 1, 2])
+    """
     return _atomic_write(path, lambda f: torch.save(obj, f))
 
 
