@@ -111,6 +111,10 @@ def test_soft_cross_entropy_of_uniform_is_log_c():
         (lambda s, t, y: sdkit.distillation_loss(s[:0], t[:0], y[:0]), "student_logits is empty"),
         (lambda s, t, y: sdkit.soft_cross_entropy(s[:0], t[:0].softmax(-1)), "student_logits is empty"),
         (lambda s, t, y: sdkit.distillation_loss(s, t, y[:1]), "targets has 1 labels but the logits have 2 rows"),
+        (
+            lambda s, t, y: sdkit.distillation_loss(s, t, y, label_smoothing=1.0),
+            "label_smoothing must lie in \\[0, 1\\)",
+        ),
     ],
 )
 def test_bad_input_raises_clear_value_error(call, message):
