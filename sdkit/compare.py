@@ -12,7 +12,6 @@ the validation split, and is evaluated once on the test split. Methods:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import stats
 from .data import Dataset, Split
 from .evaluate import evaluate, expected_calibration_error, predict_logits
 from .methods import BYOT, CSKD, PSKD, EMATeacher, Method, TeacherFreeKD
@@ -53,22 +53,11 @@ def evaluate_ensemble(models: Sequence[nn.Module], split: Split, n_bins: int = 1
     }
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return mean, math.sqrt(var)
-
-
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sample standard deviation over seeds of each method's test metrics and wall time."""
-    out = []
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == method]
-        entry: dict[str, Any] = {"method": method, "seeds": len(mine)}
-        for key in ("test_accuracy", "test_nll", "test_ece", "seconds"):
-            entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([r[key] for r in mine])
-        out.append(entry)
-    return out
+    """Mean and sample standard deviation over seeds of each method's test metrics and wall time, one entry per
+    method: ``{"method", "seeds", "test_accuracy_mean", "test_accuracy_std", ...}`` (std 0 for a single seed)."""
+    return stats.summarize(rows, "method", ("test_accuracy", "test_nll", "test_ece", "seconds"), count="seeds",
+                           single=0.0)  # fmt: skip
 
 
 def compare(

@@ -19,7 +19,8 @@ the same for every seed, so the seed-to-seed spread measures initialisation and 
 Verdicts (:func:`compare_paired`). A candidate (say generation 1) and its baseline (generation 0) are compared
 seed by seed: ``diff = mean_s(candidate_s - baseline_s)``. The *noise level* is the sample standard deviation of
 the baseline over seeds. ``|diff| <= noise`` is reported as "within noise"; otherwise as better or worse.
-With three seeds this is a coarse rule of thumb, not a significance test.
+With three seeds this is a coarse rule of thumb, not a significance test. The statistics (``mean_std``,
+``summarize``, ``verdict``) live in :mod:`sdkit.stats` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from .data import load_dataset
 from .evaluate import evaluate, predict_logits, reliability_bins
 from .models import build_model, count_parameters
 from .robustness import fgsm_accuracy, gaussian_noise_accuracy
+from .stats import mean_std, paired, summarize, verdict
 from .train import born_again, train
 from .utils import atomic_write_json, machine_info, pick_device
 
@@ -92,16 +94,11 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "comp_teacher": "cnn", "comp_teacher_width": 1.0, "comp_student": "cnn", "comp_student_width": 0.25,
         "comp_epochs": 12, "comp_train_size": 5000, "comp_test_size": None, "comp_val_fraction": 0.03,
     },
-    # a CUDA GPU: the CNN on the whole training set everywhere
-    "full-cuda": {
-        **_COMMON,
-        "seeds": 3,
-        "ba_dataset": "fashion-mnist", "comp_dataset": "fashion-mnist",
-        "ba_model": "cnn", "ba_width": 1.0, "ba_generations": 2, "ba_epochs": 20,
-        "ba_train_size": None, "ba_test_size": None, "ba_val_fraction": 0.1,
-        "comp_teacher": "cnn", "comp_teacher_width": 1.0, "comp_student": "cnn", "comp_student_width": 0.25,
-        "comp_epochs": 20, "comp_train_size": None, "comp_test_size": None, "comp_val_fraction": 0.1,
-    },
+}  # fmt: skip
+# a CUDA GPU: the CNN on the whole training set everywhere, more epochs
+BUDGETS["full-cuda"] = {
+    **BUDGETS["full-cpu"],
+    "ba_model": "cnn", "ba_epochs": 20, "comp_epochs": 20, "comp_train_size": None, "comp_val_fraction": 0.1,
 }  # fmt: skip
 
 
@@ -131,48 +128,6 @@ def _seeds(cfg: dict[str, Any]) -> list[int]:
 # ---------------------------------------------------------------------------------------------------- statistics
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (``n - 1`` in the denominator; NaN for a single value)."""
-    if len(values) == 0:
-        raise ValueError("values is empty; mean_std needs at least one number")
-    n = len(values)
-    mean = sum(values) / n
-    if n == 1:
-        return mean, float("nan")
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def summarize(rows: Sequence[dict[str, Any]], by: str, metrics: Sequence[str]) -> list[dict[str, Any]]:
-    """Group ``rows`` by the value of key ``by`` (in order of first appearance) and give, for each metric,
-    ``{metric}_mean`` and ``{metric}_std`` over the group. A list-valued metric (a curve) is summarised point by
-    point into lists."""
-    if not rows:
-        raise ValueError("rows is empty; nothing to summarise")
-    out = []
-    for value in dict.fromkeys(r[by] for r in rows):
-        group = [r for r in rows if r[by] == value]
-        entry: dict[str, Any] = {by: value, "n": len(group)}
-        for m in metrics:
-            first = group[0][m]
-            if isinstance(first, (list, tuple)):
-                pairs = [mean_std([r[m][i] for r in group]) for i in range(len(first))]
-                entry[f"{m}_mean"], entry[f"{m}_std"] = [p[0] for p in pairs], [p[1] for p in pairs]
-            else:
-                entry[f"{m}_mean"], entry[f"{m}_std"] = mean_std([r[m] for r in group])
-        out.append(entry)
-    return out
-
-
-def verdict(diff: float, noise: float, n: int, *, higher_is_better: bool = True) -> str:
-    """One word for a paired difference: ``better`` / ``worse`` when ``|diff| > noise``, ``within noise``
-    otherwise, and ``one seed: no verdict`` when ``n < 2`` (no spread can be measured)."""
-    if n < 2 or math.isnan(noise):
-        return "one seed: no verdict"
-    if abs(diff) <= noise:
-        return "within noise"
-    return "better" if (diff > 0) == higher_is_better else "worse"
-
-
 def compare_paired(
     rows: Sequence[dict[str, Any]],
     metric: str,
@@ -196,8 +151,8 @@ def compare_paired(
     if not seeds:
         raise ValueError(f"no seed has both {key}={candidate!r} and {key}={baseline!r} in rows")
     diffs = [cand[s] - base[s] for s in seeds]
-    diff = sum(diffs) / len(diffs)
-    noise = mean_std([base[s] for s in seeds])[1]
+    p = paired([cand[s] for s in seeds], [base[s] for s in seeds])
+    diff, noise = p["diff"], p["noise"]
     better = sum((d > 0) == higher_is_better and d != 0 for d in diffs)
     word = verdict(diff, noise, len(seeds), higher_is_better=higher_is_better)
 
@@ -225,6 +180,11 @@ def _pm(mean: float, std: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _cells(entry: dict[str, Any], metrics: Sequence[str]) -> list[str]:
+    """``mean ± std`` of each metric of a :func:`summarize` entry."""
+    return [_pm(entry[f"{m}_mean"], entry[f"{m}_std"]) for m in metrics]
+
+
 def tables(results: dict[str, Any]) -> dict[str, str]:
     """Plain-text tables of the results of :func:`run_applications` (or the JSON the command line writes):
     ``compression``, ``generalization``, ``noise``, ``fgsm`` and ``calibration``. Cells are mean ± sample std
@@ -233,16 +193,15 @@ def tables(results: dict[str, Any]) -> dict[str, str]:
     comp = results["compression"]
     size = {"teacher": comp["teacher"], "alone": comp["student"], "distilled": comp["student"]}
     rows = []
+    test = ("accuracy", "nll", "ece")
     for r in comp["summary"]:
         info = size[r["role"]]
         rows.append([f"{r['role']} ({info['model']} x{info['width']:g})", f"{info['parameters']:,}",
-                     f"{info['state_dict_bytes'] / 1024:.1f}", _pm(r["accuracy_mean"], r["accuracy_std"]),
-                     _pm(r["nll_mean"], r["nll_std"]), _pm(r["ece_mean"], r["ece_std"]), r["n"]])  # fmt: skip
+                     f"{info['state_dict_bytes'] / 1024:.1f}", *_cells(r, test), r["n"]])  # fmt: skip
     out["compression"] = format_table(["model", "params", "KiB", "test acc", "test NLL", "test ECE", "seeds"], rows)
     rows = [
-        [f"gen {r['generation']}" + (" (teacher)" if r["generation"] == 0 else ""),
-         _pm(r["accuracy_mean"], r["accuracy_std"]), _pm(r["nll_mean"], r["nll_std"]),
-         _pm(r["ece_mean"], r["ece_std"]), f"{r['seconds_mean']:.1f}", r["n"]]
+        [f"gen {r['generation']}" + (" (teacher)" if r["generation"] == 0 else ""), *_cells(r, test),
+         f"{r['seconds_mean']:.1f}", r["n"]]
         for r in results["generalization"]["summary"]
     ]  # fmt: skip
     out["generalization"] = format_table(["model", "test acc", "test NLL", "test ECE", "train s", "seeds"], rows)
@@ -258,8 +217,8 @@ def tables(results: dict[str, Any]) -> dict[str, str]:
         out[name] = format_table(header, rows)
     cal = results["calibration"]
     verdicts = {c["candidate"]: c["verdict"] for c in cal["comparisons"]}
-    rows = [[f"gen {r['generation']}", _pm(r["ece_mean"], r["ece_std"]), _pm(r["nll_mean"], r["nll_std"]),
-             verdicts.get(r["generation"], "(baseline)")] for r in cal["summary"]]  # fmt: skip
+    rows = [[f"gen {r['generation']}", *_cells(r, ("ece", "nll")), verdicts.get(r["generation"], "(baseline)")]
+            for r in cal["summary"]]  # fmt: skip
     out["calibration"] = format_table(["model", "test ECE", "test NLL", "ECE vs gen 0"], rows)
     return out
 

@@ -13,6 +13,7 @@ Seeds. Repetition ``i`` uses seed ``1000 * i`` for a teacher and ``1000 * i + 1`
 initialisation and data order and differ only in the teacher. Differences are reported as the mean over
 repetitions of the paired difference, next to the seed-to-seed standard deviation (the *noise*): a difference no
 larger than the noise is "within noise". With a handful of seeds this is a rule of thumb, not a significance test.
+``paired`` and ``verdict`` are :func:`sdkit.stats.paired` and :func:`sdkit.stats.verdict`.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import stats
 from ._checks import check_alpha, check_positive_int, check_temperature
 from .compress import count_nonzero, prune_global, quantize_dynamic_int8, sparsity, state_dict_bytes
-from .data import Batch, BatchLoader, Dataset, augment_batch, load_dataset
+from .data import Batch, BatchLoader, Dataset, Split, augment_batch, load_dataset
 from .evaluate import evaluate, predict_logits
 from .losses import _distillation_loss_unchecked
 from .methods import PSKD, Distill, Method
 from .models import build_model, count_parameters, frozen_copy
+from .stats import paired, verdict
 from .tabular import load_tabular
 from .train import train
 from .utils import atomic_write_json, machine_info
@@ -110,32 +113,10 @@ CPU = torch.device("cpu")
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (``ddof=1``; 0 for a single value) of ``values``."""
-    array = np.asarray(values, dtype=float)
-    if array.size == 0:
-        raise ValueError("values is empty: need at least one number")
-    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
-    return {"mean": float(array.mean()), "std": std, "n": int(array.size)}
-
-
-def paired(candidate: Sequence[float], baseline: Sequence[float]) -> dict[str, float]:
-    """Paired comparison over seeds: ``diff`` = mean of ``candidate_s - baseline_s``, its standard error
-    ``se = std(diff_s) / sqrt(n)``, and ``noise`` = the baseline's seed-to-seed standard deviation."""
-    c, b = np.asarray(candidate, dtype=float), np.asarray(baseline, dtype=float)
-    if c.shape != b.shape or c.size == 0:
-        raise ValueError(f"candidate and baseline need the same, nonzero length; got {c.size} and {b.size}")
-    d = c - b
-    se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
-    return {"diff": float(d.mean()), "se": se, "noise": mean_std(b)["std"], "n": int(d.size)}
-
-
-def verdict(diff: float, noise: float, *, higher_is_better: bool = True) -> str:
-    """``"within noise"`` when ``|diff| <= noise``, otherwise ``"better"`` or ``"worse"``."""
-    if not (math.isfinite(diff) and math.isfinite(noise)) or noise < 0:
-        raise ValueError(f"diff and noise must be finite and noise >= 0, got diff={diff!r}, noise={noise!r}")
-    if abs(diff) <= noise:
-        return "within noise"
-    return "better" if (diff > 0) == higher_is_better else "worse"
+    """Mean and sample standard deviation (``ddof=1``; 0 for a single value) of ``values``, with their count ``n``
+    (see :func:`sdkit.stats.mean_std`)."""
+    mean, std = stats.mean_std(values, single=0.0)
+    return {"mean": mean, "std": std, "n": len(values)}
 
 
 def expected_range(m: int, n_draws: int = 200_000, seed: int = 0) -> float:
@@ -213,6 +194,22 @@ def _train(model: nn.Module, data: Dataset, spec: dict[str, Any], seed: int, **k
     return history, time.perf_counter() - start
 
 
+ROLES = ("teacher", "distilled student", "student alone")
+
+
+def _teacher_and_students(model: str, data: Dataset, spec: dict[str, Any], s: int) -> dict[str, nn.Module]:
+    """The three models of one repetition, trained in this order: a teacher (seed ``s``), its distilled student
+    (seed ``s + 1``) and the student's plain twin (seed ``s + 1``: same initialisation and data order), by role."""
+    make = _maker(model, data)
+    teacher = make(s)
+    _train(teacher, data, spec, s)
+    student = make(s + 1)
+    _train(student, data, spec, s + 1, teacher=teacher, T=spec["T"], alpha=spec["alpha"])
+    alone = make(s + 1)
+    _train(alone, data, spec, s + 1)
+    return dict(zip(ROLES, (teacher, student, alone), strict=True))
+
+
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((predict_logits(model, x, device=CPU).argmax(-1) == y).float().mean())
 
@@ -228,61 +225,42 @@ def _inference_ms(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
 
 
 def _summaries(rows: list[dict[str, Any]], keys: Sequence[str], value: str) -> dict[str, dict[str, float]]:
-    """Group ``rows`` by the tuple of ``keys`` and summarise ``value`` with :func:`mean_std`."""
-    groups: dict[str, list[float]] = {}
-    for row in rows:
-        groups.setdefault("|".join(str(row[k]) for k in keys), []).append(row[value])
-    return {k: mean_std(v) for k, v in groups.items()}
+    """Group ``rows`` by the values of ``keys`` (joined by ``|``) and summarise ``value`` with :func:`mean_std`."""
+    groups = stats.group(rows, lambda row: "|".join(str(row[k]) for k in keys))
+    return {k: mean_std([row[value] for row in members]) for k, members in groups.items()}
 
 
 # ---------------------------------------------------------------------------------------------------- 1. compression
+
+
+def _variant_row(base: dict[str, Any], variant: str, amount: float, model: nn.Module, test: Split) -> dict[str, Any]:
+    """One compressed variant's test accuracy, sparsity, nonzero parameters and stored size (CSR too, except int8)."""
+    return {
+        **base,
+        "variant": variant,
+        "amount": amount,
+        "accuracy": _accuracy(model, test.x, test.y),
+        "sparsity": sparsity(model),
+        "nonzero": count_nonzero(model),
+        "bytes": state_dict_bytes(model),
+        "sparse_bytes": state_dict_bytes(model, sparse=True) if variant == "pruned" else float("nan"),
+    }
 
 
 def run_compression(spec: dict[str, Any]) -> dict[str, Any]:
     """Teacher, distilled student and the same student trained alone; each pruned (global L1, several fractions)
     and int8-quantized; test accuracy, stored size and nonzero parameters of every variant, over seeds."""
     data = _load(spec)
-    test_x, test_y = data.test.x, data.test.y
+    test_x = data.test.x
     rows, timing = [], []
     for i in range(spec["seeds"]):
-        s = 1000 * i
-        make = _maker(spec["model"], data)
-        teacher = make(s)
-        _train(teacher, data, spec, s)
-        student = make(s + 1)
-        _train(student, data, spec, s + 1, teacher=teacher, T=spec["T"], alpha=spec["alpha"])
-        alone = make(s + 1)
-        _train(alone, data, spec, s + 1)
-        for role, model in (("teacher", teacher), ("distilled student", student), ("student alone", alone)):
-            base = dict(seed=i, model=role)
+        for role, model in _teacher_and_students(spec["model"], data, spec, 1000 * i).items():
+            base = {"seed": i, "model": role}
             for amount in spec["amounts"]:
-                pruned = prune_global(model, amount)
-                rows.append(
-                    {
-                        **base,
-                        "variant": "pruned",
-                        "amount": amount,
-                        "accuracy": _accuracy(pruned, test_x, test_y),
-                        "sparsity": sparsity(pruned),
-                        "nonzero": count_nonzero(pruned),
-                        "bytes": state_dict_bytes(pruned),
-                        "sparse_bytes": state_dict_bytes(pruned, sparse=True),
-                    }
-                )
+                rows.append(_variant_row(base, "pruned", amount, prune_global(model, amount), data.test))
             for amount in (0.0, spec["combined_amount"]):
-                q = quantize_dynamic_int8(prune_global(model, amount))
-                rows.append(
-                    {
-                        **base,
-                        "variant": "int8",
-                        "amount": amount,
-                        "accuracy": _accuracy(q, test_x, test_y),
-                        "sparsity": sparsity(q),
-                        "nonzero": count_nonzero(q),
-                        "bytes": state_dict_bytes(q),
-                        "sparse_bytes": float("nan"),
-                    }
-                )
+                int8 = quantize_dynamic_int8(prune_global(model, amount))
+                rows.append(_variant_row(base, "int8", amount, int8, data.test))
             if i == 0:
                 q = quantize_dynamic_int8(model)
                 timing.append(
@@ -314,22 +292,11 @@ def run_tabular(spec: dict[str, Any]) -> dict[str, Any]:
         rows = []
         for i in range(spec["seeds"]):
             data = load_tabular(name, seed=i)
-            s = 1000 * i
-            make = _maker("mlp", data)
-            teacher = make(s)
-            _train(teacher, data, spec, s)
-            student = make(s + 1)
-            _train(student, data, spec, s + 1, teacher=teacher, T=spec["T"], alpha=spec["alpha"])
-            alone = make(s + 1)
-            _train(alone, data, spec, s + 1)
-            for role, model in (("teacher", teacher), ("distilled student", student), ("student alone", alone)):
+            for role, model in _teacher_and_students("mlp", data, spec, 1000 * i).items():
                 metrics = evaluate(model, data.test, device=CPU)
                 rows.append({"seed": i, "model": role, "accuracy": metrics["accuracy"], "nll": metrics["nll"]})
-        acc = {
-            r: [row["accuracy"] for row in rows if row["model"] == r]
-            for r in ("teacher", "distilled student", "student alone")
-        }
-        nll = {r: [row["nll"] for row in rows if row["model"] == r] for r in acc}
+        acc = {r: [row["accuracy"] for row in rows if row["model"] == r] for r in ROLES}
+        nll = {r: [row["nll"] for row in rows if row["model"] == r] for r in ROLES}
         out["datasets"][name] = {
             "sizes": {
                 "train": len(data.train),
@@ -697,7 +664,7 @@ def compression_table(result: dict[str, Any], amounts: Sequence[float] | None = 
     spec = result["spec"]
     amounts = list(amounts if amounts is not None else spec["amounts"])
     rows = []
-    for role in ("teacher", "distilled student", "student alone"):
+    for role in ROLES:
         variants = [("pruned", a) for a in amounts] + [("int8", 0.0), ("int8", spec["combined_amount"])]
         for variant, amount in variants:
             sel = [
@@ -754,7 +721,7 @@ def tabular_table(result: dict[str, Any]) -> Table:
     """Test accuracy and NLL per dataset and model, and the paired differences of the distilled student."""
     rows = []
     for name, d in result["datasets"].items():
-        for role in ("teacher", "distilled student", "student alone"):
+        for role in ROLES:
             rows.append([name, role, _pm(d["accuracy"][role]), _pm(d["nll"][role], 1.0, 3)])
     return markdown_table(["dataset", "model", "test accuracy (%)", "test NLL (nats)"], rows)
 

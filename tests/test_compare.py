@@ -16,6 +16,8 @@ def test_summarize_mean_and_sample_std():
     assert entry["seeds"] == 3 and entry["test_accuracy_mean"] == pytest.approx(0.9)
     assert entry["test_accuracy_std"] == pytest.approx(math.sqrt(((0.1) ** 2 * 2) / 2))  # sample std (n - 1)
     assert entry["test_nll_std"] == 0.0
+    (one,) = sdkit.summarize(rows[:1])  # one seed: std 0 (not NaN, which JSON cannot hold) in the file and table
+    assert list(one)[:3] == ["method", "seeds", "test_accuracy_mean"] and one["test_accuracy_std"] == 0.0
 
 
 def test_ensemble_of_identical_models_equals_the_model(digits):

@@ -1,6 +1,4 @@
 import json
-import math
-import statistics
 
 import numpy as np
 import pytest
@@ -8,39 +6,6 @@ import torch
 
 import sdkit
 from sdkit import experiments as ex
-
-
-def test_mean_std_matches_statistics():
-    values = [0.81, 0.79, 0.86, 0.8]
-    mean, std = ex.mean_std(values)
-    assert mean == pytest.approx(statistics.mean(values)) and std == pytest.approx(statistics.stdev(values))
-    mean, std = ex.mean_std([0.5])
-    assert mean == 0.5 and math.isnan(std)
-    with pytest.raises(ValueError, match="empty"):
-        ex.mean_std([])
-
-
-def test_summarize_groups_scalars_and_curves():
-    rows = [
-        {"seed": 0, "generation": 0, "acc": 0.80, "curve": [0.8, 0.5]},
-        {"seed": 1, "generation": 0, "acc": 0.82, "curve": [0.82, 0.4]},
-        {"seed": 0, "generation": 1, "acc": 0.85, "curve": [0.85, 0.6]},
-        {"seed": 1, "generation": 1, "acc": 0.81, "curve": [0.81, 0.7]},
-    ]
-    out = ex.summarize(rows, "generation", ["acc", "curve"])
-    assert [r["generation"] for r in out] == [0, 1] and out[0]["n"] == 2
-    assert out[0]["acc_mean"] == pytest.approx(0.81) and out[0]["acc_std"] == pytest.approx(np.std([0.8, 0.82], ddof=1))
-    assert out[1]["curve_mean"] == pytest.approx([0.83, 0.65])
-    assert out[1]["curve_std"] == pytest.approx([np.std([0.85, 0.81], ddof=1), np.std([0.6, 0.7], ddof=1)])
-
-
-def test_verdict_rule():
-    assert ex.verdict(0.02, 0.01, 3) == "better"
-    assert ex.verdict(-0.02, 0.01, 3) == "worse"
-    assert ex.verdict(0.005, 0.01, 3) == "within noise"
-    assert ex.verdict(-0.01, 0.01, 3) == "within noise"  # equal to the spread: not beyond it
-    assert ex.verdict(-0.02, 0.01, 3, higher_is_better=False) == "better"  # e.g. a lower ECE
-    assert ex.verdict(0.5, float("nan"), 1) == "one seed: no verdict"
 
 
 def test_compare_paired_hand_example():
