@@ -11,29 +11,29 @@ import math
 import torch
 
 
+def _as_float(value: object, message: str) -> float:
+    """``float(value)`` for a number, else ``TypeError(message)``. ``True`` and strings such as ``"4"`` are not
+    numbers here, although ``float()`` would quietly accept them."""
+    if not isinstance(value, (bool, str)):
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(message)
+
+
 def check_temperature(T: float, name: str = "T") -> float:
     """Return ``T`` as a float if it is a finite number > 0, else raise ``ValueError`` (``TypeError`` for a
-    non-number, including ``True`` and strings such as ``"4"``, which ``float()`` would quietly accept)."""
-    try:
-        if isinstance(T, (bool, str)):
-            raise TypeError
-        value = float(T)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number, got {T!r} of type {type(T).__name__}") from None
+    non-number)."""
+    value = _as_float(T, f"{name} must be a positive number, got {T!r} of type {type(T).__name__}")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0 (e.g. {name}=4.0), got {name}={T!r}")
     return value
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> float:
-    """Return ``alpha`` as a float if it lies in [0, 1], else raise ``ValueError`` (``TypeError`` for a non-number,
-    including ``True`` and strings)."""
-    try:
-        if isinstance(alpha, (bool, str)):
-            raise TypeError
-        value = float(alpha)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number in [0, 1], got {alpha!r}") from None
+    """Return ``alpha`` as a float if it lies in [0, 1], else raise ``ValueError`` (``TypeError`` for a non-number)."""
+    value = _as_float(alpha, f"{name} must be a number in [0, 1], got {alpha!r}")
     if not (0.0 <= value <= 1.0):  # also rejects NaN
         raise ValueError(
             f"{name} is the weight of the soft (distillation) term and must lie in [0, 1], got {name}={alpha!r}"
