@@ -134,3 +134,15 @@ def test_every_method_trains_on_digits(digits, make):
 def test_byot_refuses_a_model_without_heads(digits):
     with pytest.raises(ValueError, match="BYOT needs a ResNet with auxiliary heads"):
         sdkit.train(sdkit.build_model("resnet8", (1, 8, 8), 10), digits, method=sdkit.BYOT(), progress=False)
+
+
+def test_a_conv_teacher_is_put_in_the_students_channels_last_layout(digits):
+    student, teacher = (sdkit.build_model("cnn", digits.input_shape, 10, seed=s) for s in (0, 1))
+    method = sdkit.Distill(teacher)
+    method.setup(student, digits, torch.device("cpu"), contextlib.nullcontext, epochs=1)
+    deep = [m.weight for m in method.teacher.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+    assert deep and all(w.is_contiguous(memory_format=torch.channels_last) for w in deep)
+    assert not any(w.is_contiguous() for w in deep)  # really converted, not contiguous in both layouts
+    x = digits.test.x[:16]
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(method.teacher_logits(nhwc), teacher.eval()(x), atol=1e-5, rtol=1e-4)
