@@ -22,12 +22,15 @@ __all__ = ["predict_logits", "accuracy", "expected_calibration_error", "reliabil
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024, device: torch.device | str | None = None
+    model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None, device: torch.device | str | None = None
 ) -> torch.Tensor:
     """Logits of ``model`` (in eval mode) for every row of ``x``, as float32 on the CPU.
 
     The model is put in eval mode for the forward passes (BatchNorm uses its running statistics, dropout is off)
-    and returned to its previous mode afterwards; ``x`` goes through in batches of ``batch_size`` rows.
+    and returned to its previous mode afterwards; ``x`` goes through in batches of ``batch_size`` rows (default
+    256 on a CPU, where larger batches fall out of the caches and run about 2x slower, 1024 on a GPU). Like
+    :func:`sdkit.train`, a convolutional model is put in channels_last memory format (about 3x faster on the
+    project's CPU; the outputs are the same up to rounding).
 
     >>> import sdkit
     >>> model = sdkit.build_model("mlp", (1, 8, 8), 10, seed=0)
@@ -35,10 +38,21 @@ def predict_logits(
     torch.Size([5, 10])
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if batch_size is None:
+        batch_size = 256 if device.type == "cpu" else 1024
+    check_positive_int(batch_size, "batch_size")
+    channels_last = x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     was_training = model.training
     model.eval()
     try:
-        out = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+        out = []
+        for i in range(0, len(x), batch_size):
+            batch = x[i : i + batch_size].to(device)
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            out.append(model(batch).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out)
@@ -104,7 +118,7 @@ def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bin
 
 
 def evaluate(
-    model: nn.Module, split: Split, *, n_bins: int = 15, batch_size: int = 1024, device=None
+    model: nn.Module, split: Split, *, n_bins: int = 15, batch_size: int | None = None, device=None
 ) -> dict[str, float]:
     """Accuracy, mean negative log-likelihood (nats) and ECE of ``model`` on ``split``.
 

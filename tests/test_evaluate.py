@@ -70,3 +70,17 @@ def test_bin_edges_are_right_closed():
     # Guo et al.: bin m is ((m-1)/M, m/M], so a confidence of exactly 0.5 belongs to the lower of two bins
     bins = sdkit.reliability_bins(torch.tensor([[0.5, 0.5], [1.0, 0.0]], dtype=torch.float64), torch.tensor([0, 0]), 2)
     assert bins["count"] == [1.0, 1.0]
+
+
+def test_predict_logits_of_a_conv_net_matches_its_plain_forward_pass():
+    model = sdkit.build_model("cnn", (1, 8, 8), 10, seed=0)
+    x = torch.randn(300, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    expected = model.eval()(x).detach()
+    model.train()
+    got = sdkit.predict_logits(model, x, batch_size=128)  # three batches, the last one short
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert model.training  # its mode is given back
+    deep = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in deep)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        sdkit.predict_logits(model, x, batch_size=0)
