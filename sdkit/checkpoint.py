@@ -38,12 +38,39 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` (plus the format tag and RNG states) to ``path`` atomically."""
+    """Write ``state`` (plus the format tag and RNG states) to ``path`` atomically.
+
+    ``sdkit.train(..., checkpoint=PATH)`` calls it after every epoch; a hand-made checkpoint needs the keys that
+    :func:`load_checkpoint` checks for.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> model = torch.nn.Linear(2, 2)
+    >>> state = {"epoch": 0, "model": model.state_dict(), "optimizer": {}, "scheduler": {}, "loader_rng": {},
+    ...          "method": {}, "history": [], "best": {}}
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = save_checkpoint(Path(folder) / "run.pt", state)
+    ...     loaded = load_checkpoint(path)
+    >>> loaded["format"], "rng" in loaded, torch.equal(loaded["model"]["weight"], model.weight)
+    ('sdkit-checkpoint-v1', True, True)
+    """
     return atomic_torch_save(path, {"format": FORMAT, "rng": rng_states(), **state})
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; raise ``ValueError`` if it is corrupted or foreign."""
+    """Read a checkpoint written by :func:`save_checkpoint`; raise ``ValueError`` if it is corrupted or foreign.
+
+    >>> import sdkit, tempfile
+    >>> from pathlib import Path
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "run.pt"
+    ...     _ = sdkit.train(model, data, epochs=2, progress=False, device="cpu", checkpoint=path)
+    ...     state = load_checkpoint(path)
+    >>> state["epoch"], state["epochs"], state["method_name"], len(state["history"])  # written after the last epoch
+    (1, 2, 'plain', 2)
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; train without resume first, or fix the path")

@@ -46,7 +46,12 @@ def _check_model(model: nn.Module, name: str = "model") -> nn.Module:
 
 
 def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """``(module, "weight")`` for every ``nn.Linear`` and ``nn.Conv2d`` of ``model``: what pruning acts on."""
+    """``(module, "weight")`` for every ``nn.Linear`` and ``nn.Conv2d`` of ``model``: what pruning acts on.
+
+    >>> model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 10))
+    >>> [(type(module).__name__, name) for module, name in prunable_weights(model)]  # BatchNorm is left alone
+    [('Conv2d', 'weight'), ('Linear', 'weight')]
+    """
     _check_model(model)
     return [(m, "weight") for m in model.modules() if isinstance(m, PRUNABLE)]
 
@@ -91,6 +96,15 @@ def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
     Convolutions are left in float32 (dynamic quantization covers Linear and recurrent layers only). The torch
     quantization API used here is deprecated in recent torch releases in favour of ``torchao``; its deprecation
     warnings are silenced here, the result is the same.
+
+    >>> model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    >>> quantized = quantize_dynamic_int8(model)
+    >>> quantized[0].weight().dtype, model[0].weight.dtype  # the copy is int8; the model keeps its float32 weights
+    (torch.qint8, torch.float32)
+    >>> quantized(torch.zeros(4, 256)).shape
+    torch.Size([4, 10])
+    >>> state_dict_bytes(quantized) < state_dict_bytes(model) / 3  # int8 weights: about a quarter of float32
+    True
     """
     _check_model(model)
     if not any(isinstance(m, nn.Linear) for m in model.modules()):
@@ -122,6 +136,15 @@ def state_dict_bytes(model: nn.Module, *, sparse: bool = False) -> int:
     ``sparse=True`` every float tensor of two or more dimensions is saved in compressed sparse row (CSR) form
     instead: 4 bytes per nonzero value plus an 8-byte column index per nonzero and one 8-byte row pointer per row,
     which beats dense float32 storage only above about 2/3 sparsity. Packed int8 weights are saved as they are.
+
+    >>> model = nn.Linear(256, 256)
+    >>> state_dict_bytes(model) > 4 * (256 * 256 + 256)  # the float32 values plus the file format's own bytes
+    True
+    >>> pruned = prune_global(model, 0.9)
+    >>> state_dict_bytes(pruned) == state_dict_bytes(model)  # stored densely, the zeros cost as much as before
+    True
+    >>> state_dict_bytes(pruned, sparse=True) < state_dict_bytes(model) / 2  # CSR: 12 bytes per nonzero
+    True
     """
     _check_model(model)
     if not isinstance(sparse, bool):
@@ -159,7 +182,15 @@ def _parameters(model: nn.Module) -> list[torch.Tensor]:
 
 def count_nonzero(model: nn.Module, *, weights_only: bool = False) -> int:
     """Number of nonzero parameter entries: of all parameters, or (``weights_only``) of the Linear/Conv2d weight
-    matrices only. Works on int8-quantized models too (a weight that rounds to the integer 0 counts as zero)."""
+    matrices only. Works on int8-quantized models too (a weight that rounds to the integer 0 counts as zero).
+
+    >>> layer = nn.Linear(3, 2)
+    >>> with torch.no_grad():
+    ...     _ = layer.weight.copy_(torch.tensor([[0.0, 1.0, 0.0], [2.0, 0.0, 3.0]]))
+    ...     _ = layer.bias.fill_(0.5)
+    >>> count_nonzero(layer), count_nonzero(layer, weights_only=True)  # 3 weights + 2 biases; 3 weights
+    (5, 3)
+    """
     _check_model(model)
     tensors = _weights(model) if weights_only else _parameters(model)
     return int(sum(int(torch.count_nonzero(t)) for t in tensors))
@@ -167,7 +198,14 @@ def count_nonzero(model: nn.Module, *, weights_only: bool = False) -> int:
 
 def sparsity(model: nn.Module) -> float:
     """Fraction of the entries of the Linear/Conv2d weight matrices (dequantized, for an int8 model) that are
-    exactly zero. Biases and normalisation parameters are not counted (pruning leaves them alone)."""
+    exactly zero. Biases and normalisation parameters are not counted (pruning leaves them alone).
+
+    >>> layer = nn.Linear(3, 2)
+    >>> with torch.no_grad():
+    ...     _ = layer.weight.copy_(torch.tensor([[0.0, 1.0, 0.0], [2.0, 0.0, 3.0]]))
+    >>> sparsity(layer)  # 3 of the 6 weights are zero
+    0.5
+    """
     _check_model(model)
     weights = _weights(model)
     if not weights:

@@ -66,7 +66,14 @@ DATASETS: dict[str, Augment] = {
 
 @dataclass
 class Split:
-    """One split as tensors: ``x`` images ``(N, C, H, W)``, ``y`` labels ``(N,)``."""
+    """One split as tensors: ``x`` images ``(N, C, H, W)``, ``y`` labels ``(N,)``.
+
+    >>> split = Split(torch.zeros(4, 1, 8, 8), torch.tensor([3, 1, 4, 1]))
+    >>> len(split), split.x.shape
+    (4, torch.Size([4, 1, 8, 8]))
+    >>> split.to("cpu").y  # the same split on another device (here the CPU again)
+    tensor([3, 1, 4, 1])
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -80,7 +87,15 @@ class Split:
 
 @dataclass
 class Dataset:
-    """Train/validation/test splits plus what a model needs to know about them."""
+    """Train/validation/test splits plus what a model needs to know about them.
+
+    >>> data = load_dataset("digits")
+    >>> data.name, data.input_shape, data.num_classes, data.class_names[:3]
+    ('digits', (1, 8, 8), 10, ('0', '1', '2'))
+    >>> pixels = data.denormalize(data.train.x)  # undo the standardisation: pixel values back in [0, 1]
+    >>> round(float(pixels.min()), 4) + 0.0, round(float(pixels.max()), 4)
+    (0.0, 1.0)
+    """
 
     name: str
     train: Split
@@ -318,7 +333,15 @@ def load_dataset(
 
 
 class Batch(NamedTuple):
-    """A training batch: images, labels, and each sample's index in its split (per-sample methods need it)."""
+    """A training batch: images, labels, and each sample's index in its split (per-sample methods need it).
+
+    >>> batch = Batch(torch.zeros(2, 1, 8, 8), torch.tensor([7, 3]), torch.tensor([10, 42]))
+    >>> batch.y, batch.index
+    (tensor([7, 3]), tensor([10, 42]))
+    >>> x, y, index = batch  # a NamedTuple: it unpacks like a tuple
+    >>> x.shape
+    torch.Size([2, 1, 8, 8])
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -329,6 +352,19 @@ def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator)
     """Randomly crop (after zero-padding) and flip a whole batch at once, on the batch's own device.
 
     Random numbers come from ``generator`` (a CPU generator, so results are the same on every device).
+
+    >>> from sdkit.data import Augment
+    >>> x = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
+    >>> augment_batch(x, Augment(flip=True), torch.Generator().manual_seed(0))  # this draw flips
+    tensor([[[[ 4.,  3.,  2.,  1.],
+              [ 8.,  7.,  6.,  5.],
+              [12., 11., 10.,  9.],
+              [16., 15., 14., 13.]]]])
+    >>> augment_batch(x, Augment(crop_padding=1, flip=True), torch.Generator().manual_seed(0))  # crop, then flip
+    tensor([[[[ 7.,  6.,  5.,  0.],
+              [11., 10.,  9.,  0.],
+              [15., 14., 13.,  0.],
+              [ 0.,  0.,  0.,  0.]]]])
     """
     n, c, h, w = x.shape
     if augment.crop_padding:
@@ -356,6 +392,13 @@ class BatchLoader:
     With ``world_size > 1`` (data-parallel training) every rank draws the same permutation and takes the
     positions ``rank, rank + world_size, ...`` of it, cut to an equal length on every rank, so that the ranks see
     disjoint shards of each epoch. Augmentation draws from a second generator seeded per rank.
+
+    >>> split = Split(torch.zeros(10, 1, 8, 8), torch.arange(10))
+    >>> loader = BatchLoader(split, batch_size=4, seed=0)
+    >>> len(loader), [batch.index.tolist() for batch in loader]  # one epoch: every sample once, shuffled
+    (3, [[4, 1, 7, 5], [3, 9, 0, 8], [6, 2]])
+    >>> [batch.y.tolist() for batch in BatchLoader(split, batch_size=4, shuffle=False, drop_last=True)]
+    [[0, 1, 2, 3], [4, 5, 6, 7]]
     """
 
     def __init__(

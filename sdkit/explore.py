@@ -58,7 +58,14 @@ DEFAULT_TEMPERATURES = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 class TemperatureFrames(NamedTuple):
-    """One logit vector softened at several temperatures: ``probs[k] = softmax(logits / temperatures[k])``."""
+    """One logit vector softened at several temperatures: ``probs[k] = softmax(logits / temperatures[k])``.
+
+    >>> frames = temperature_frames(torch.tensor([2.0, 0.0]), [1.0, 2.0])
+    >>> frames.temperatures, frames.probs.shape
+    ((1.0, 2.0), torch.Size([2, 2]))
+    >>> frames.entropy  # nats: the higher T, the flatter the distribution
+    tensor([0.3653, 0.5822])
+    """
 
     temperatures: tuple[float, ...]
     probs: torch.Tensor  # (K, C)
@@ -195,6 +202,14 @@ def plot_temperature_grid(
     """One bar chart per temperature of ``softmax(logits / T)`` with its entropy (and the image first, if given).
 
     Returns the matplotlib figure (created with pyplot, so ``plt.show()`` displays it).
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen
+    >>> import matplotlib.pyplot as plt
+    >>> fig = plot_temperature_grid(torch.tensor([2.0, 0.0, -1.0]), [1.0, 4.0], class_names=["cat", "dog", "fox"])
+    >>> type(fig).__name__, [ax.get_title().splitlines() for ax in fig.axes]  # one chart per temperature
+    ('Figure', [['T = 1', 'H = 0.524 nats'], ['T = 4', 'H = 1.048 nats']])
+    >>> plt.close(fig)
     """
     import matplotlib.pyplot as plt
 
@@ -223,7 +238,18 @@ def plot_soft_vs_hard(
     title: str | None = None,
 ):
     """For each image (``(N, C, H, W)`` in [0, 1]): the image above a bar chart of its soft label (the teacher's
-    probabilities, filled) and its hard label (the one-hot annotation, outlined)."""
+    probabilities, filled) and its hard label (the one-hot annotation, outlined).
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen
+    >>> import matplotlib.pyplot as plt
+    >>> images = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    >>> fig = plot_soft_vs_hard(images, probs, torch.tensor([0, 2]), class_names=["cat", "dog", "fox"])
+    >>> type(fig).__name__, len(fig.axes), fig.axes[0].get_title().splitlines()  # 2 images above 2 bar charts
+    ('Figure', 4, ['label: cat', 'H = 0.80 nats'])
+    >>> plt.close(fig)
+    """
     import matplotlib.pyplot as plt
 
     check_probs(probs, "probs")
@@ -251,7 +277,18 @@ def plot_soft_vs_hard(
 
 
 def plot_mean_soft_labels(matrix: torch.Tensor, *, class_names: Sequence[str] | None = None, title: str | None = None):
-    """Heat map of :func:`mean_soft_labels` on a log colour scale (so the small, wrong-class entries show)."""
+    """Heat map of :func:`mean_soft_labels` on a log colour scale (so the small, wrong-class entries show).
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen
+    >>> import matplotlib.pyplot as plt
+    >>> probs = torch.tensor([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.1, 0.3, 0.6]])
+    >>> matrix = mean_soft_labels(probs, torch.tensor([0, 1, 2]))
+    >>> fig = plot_mean_soft_labels(matrix, class_names=["cat", "dog", "fox"])
+    >>> type(fig).__name__, len(fig.axes), fig.axes[0].get_title()  # the heat map and its colour bar
+    ('Figure', 2, 'Mean soft label per true class')
+    >>> plt.close(fig)
+    """
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
@@ -299,6 +336,14 @@ class TemperatureExplorer:
 
     ``widget`` is the ipywidgets container; the object displays as that widget in Jupyter. ``state()`` returns
     what is currently shown, which is also how the tests drive it without a frontend.
+
+    >>> explorer = TemperatureExplorer(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), T=2.0)
+    >>> state = explorer.state()
+    >>> state["index"], state["T"], state["probs"], round(state["entropy"], 4)
+    (0, 2.0, tensor([0.7311, 0.2689]), 0.5822)
+    >>> explorer.index_slider.value, explorer.T_slider.value = 1, 1.0  # what moving the sliders does
+    >>> explorer.label.value
+    'sample 1: T = 1, entropy = 0.582 nats (0 = one-hot, log C = 0.693 = uniform)'
     """
 
     def __init__(
@@ -369,7 +414,14 @@ def temperature_explorer(
 ) -> TemperatureExplorer | None:
     """An interactive explorer of ``softmax(logits[i] / T)``: pick a sample (a row of ``logits``, shown with its
     image if ``images`` in [0, 1] are given) and slide ``T``. Returns None, with a warning, if ipywidgets is not
-    installed; use :func:`plot_temperature_grid` for the static version."""
+    installed; use :func:`plot_temperature_grid` for the static version.
+
+    >>> explorer = temperature_explorer(torch.tensor([[2.0, 0.0, -1.0]]), class_names=["cat", "dog", "fox"], T=2.0)
+    >>> type(explorer).__name__, type(explorer.widget).__name__
+    ('TemperatureExplorer', 'VBox')
+    >>> bytes(explorer.picture.value[1:4])  # the bar chart, rendered as a PNG
+    b'PNG'
+    """
     try:
         import ipywidgets  # noqa: F401
     except ImportError:
@@ -480,6 +532,12 @@ class StaticTemperatureExplorer:
     """Self-contained HTML for :func:`static_temperature_explorer`; Jupyter and Jupyter Book show ``html``.
 
     ``data`` holds the precomputed frames (see :func:`explorer_data`) and ``html`` the page fragment.
+
+    >>> explorer = static_temperature_explorer(torch.tensor([[2.0, 0.0]]), temperatures=[1.0, 2.0])
+    >>> isinstance(explorer, StaticTemperatureExplorer), explorer.data["temperatures"]
+    (True, [1.0, 2.0])
+    >>> explorer._repr_html_() == explorer.html, explorer.html.startswith('<div id="sdkit-tx-')
+    (True, True)
     """
 
     def __init__(self, data: dict[str, Any], html_text: str) -> None:

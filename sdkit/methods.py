@@ -19,7 +19,20 @@ __all__ = ["Method", "CrossEntropy", "Distill", "PSKD", "CSKD", "TeacherFreeKD",
 
 
 class Method:
-    """Base class: plain cross-entropy on the hard labels (with optional label smoothing)."""
+    """Base class: plain cross-entropy on the hard labels (with optional label smoothing).
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> _ = sdkit.train(model, data, method=Method(label_smoothing=0.1), epochs=2, progress=False, device="cpu")
+    >>> sdkit.evaluate(model, data.test)["accuracy"] > 0.8
+    True
+    >>> batch = Batch(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]), torch.arange(2))
+    >>> Method().loss(model, batch, torch.zeros(2, 4), epoch=0)  # equal logits for 4 classes: CE = log 4
+    tensor(1.3863)
+    >>> CrossEntropy is Method  # the same class under a descriptive name
+    True
+    """
 
     name = "plain"
 
@@ -61,6 +74,18 @@ class Distill(Method):
 
     The teacher is a frozen deep copy (``eval()``, no gradients), so it is never the student and training the
     student cannot change it. It sees exactly the same augmented batch as the student.
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> teacher = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> _ = sdkit.train(teacher, data, epochs=2, progress=False, device="cpu")
+    >>> student = sdkit.build_model("mlp", data.input_shape, data.num_classes, width=0.5, seed=1)
+    >>> method = Distill(teacher, T=4.0, alpha=0.5)
+    >>> _ = sdkit.train(student, data, method=method, epochs=2, progress=False, device="cpu")
+    >>> sdkit.evaluate(student, data.test)["accuracy"] > 0.75
+    True
+    >>> method.teacher is teacher, method.teacher.training  # a frozen copy, in eval mode
+    (False, False)
     """
 
     name = "kd"
@@ -116,6 +141,18 @@ class PSKD(Method):
     where ``p_prev(i)`` is the softmax the model gave sample ``i`` (by its index in the training split) during the
     previous epoch, and the loss is the soft cross-entropy ``-sum_j q_ij log softmax(z_i)_j``. The paper uses
     ``alpha_T = 0.8``. At epoch 0 there is no previous prediction and the target is the one-hot label.
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> method = PSKD(alpha_T=0.8)
+    >>> _ = sdkit.train(model, data, method=method, epochs=2, progress=False, device="cpu")
+    >>> [method.alpha_at(t) for t in range(2)]  # a_t of each epoch
+    [0.0, 0.8]
+    >>> method.previous.shape  # the last epoch's prediction for every training sample
+    torch.Size([1294, 10])
+    >>> sdkit.evaluate(model, data.test)["accuracy"] > 0.8
+    True
     """
 
     name = "pskd"
@@ -170,6 +207,13 @@ def class_partners(labels: torch.Tensor, index: torch.Tensor, generator: torch.G
     """For each sample ``index[k]`` of a split with ``labels``, a random other sample of the same class.
 
     Used by CS-KD's class-wise sampler. A class with a single sample pairs that sample with itself.
+
+    >>> labels = torch.tensor([0, 0, 1, 1, 1, 2])
+    >>> partners = class_partners(labels, torch.arange(6), torch.Generator().manual_seed(0))
+    >>> partners
+    tensor([1, 0, 4, 4, 3, 5])
+    >>> labels[partners]  # the same classes; only the single sample of class 2 is its own partner
+    tensor([0, 0, 1, 1, 1, 2])
     """
     labels_cpu, index_cpu = labels.cpu(), index.cpu()
     partners = torch.empty_like(index_cpu)
@@ -194,6 +238,13 @@ class CSKD(Method):
         L = CE(z_i, y_i) + lam * T^2 * KL(softmax(z_partner / T) || softmax(z_i / T)),   T = 4, lam = 1.
 
     The partner is augmented like the batch, with the method's own seeded generator.
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> _ = sdkit.train(model, data, method=CSKD(T=4.0, lam=1.0), epochs=2, progress=False, device="cpu")
+    >>> sdkit.evaluate(model, data.test)["accuracy"] > 0.8
+    True
     """
 
     name = "cskd"
@@ -246,6 +297,17 @@ class TeacherFreeKD(Method):
 
     The paper (and its code) also softens ``q`` itself, as ``softmax(q / T)``, and tunes T and alpha per dataset;
     sdkit uses ``q`` as it is (a proper distribution), with ``T = 4``, ``alpha = 0.5``.
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> method = TeacherFreeKD(correct_prob=0.9, T=4.0, alpha=0.5)
+    >>> _ = sdkit.train(model, data, method=method, epochs=2, progress=False, device="cpu")
+    >>> sdkit.evaluate(model, data.test)["accuracy"] > 0.75
+    True
+    >>> batch = Batch(torch.zeros(1, 1, 8, 8), torch.tensor([0]), torch.tensor([0]))
+    >>> method.loss(model, batch, torch.zeros(1, 10), epoch=0)  # 0.5 * log 10 + 0.5 * 16 * KL(q || uniform)
+    tensor(15.2135)
     """
 
     name = "tfkd"
@@ -277,6 +339,18 @@ class EMATeacher(Method):
     ``a_t = alpha * t / (E - 1)`` with ``alpha = 0.5`` (mean teachers ramp their consistency weight up too): with a
     constant weight from the first step, the student and its average pull each other towards flat predictions.
     The EMA's memory is about ``1 / (1 - m)`` steps; on a small dataset with few steps per epoch, lower ``m``.
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> method = EMATeacher(momentum=0.9)
+    >>> [round(method.momentum_at(k), 3) for k in (1, 2, 5, 100)]  # the ramp, capped at m = 0.9
+    [0.5, 0.667, 0.833, 0.9]
+    >>> _ = sdkit.train(model, data, method=method, epochs=2, progress=False, device="cpu")
+    >>> method.steps  # optimizer steps: 2 epochs of 10 batches of 128
+    20
+    >>> sdkit.evaluate(model, data.test)["accuracy"] > 0.8
+    True
     """
 
     name = "ema"
@@ -336,6 +410,13 @@ class BYOT(Method):
     with ``alpha = 0.3``, ``T = 3``, ``beta = 0.03`` (the feature hint; 0 switches it off). The teacher terms are
     detached. Build the model with ``sdkit.build_model("resnet...", ..., aux_heads=True)``: its heads are part of
     the model, so the optimizer trains them; at evaluation only the final classifier is used.
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("resnet8", data.input_shape, data.num_classes, seed=0, aux_heads=True)
+    >>> _ = sdkit.train(model, data, method=BYOT(), epochs=2, progress=False, device="cpu")
+    >>> len(model.aux_heads), sdkit.evaluate(model, data.test)["accuracy"] > 0.8
+    (2, True)
     """
 
     name = "byot"

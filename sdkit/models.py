@@ -24,6 +24,15 @@ def _channels(base: int, width: float) -> int:
 
 
 class MLP(nn.Module):
+    """Multilayer perceptron: flatten, two hidden layers of ``256 * width`` units with ReLU, then a linear layer.
+
+    >>> model = MLP((1, 8, 8), num_classes=10, width=0.5)
+    >>> model(torch.zeros(3, 1, 8, 8)).shape
+    torch.Size([3, 10])
+    >>> count_parameters(model)  # (64*128 + 128) + (128*128 + 128) + (128*10 + 10)
+    26122
+    """
+
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> None:
         super().__init__()
         hidden = _channels(256, width)
@@ -46,7 +55,14 @@ def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    """conv-pool, conv-pool, conv, global average pool, linear. Works from 8x8 inputs upwards."""
+    """conv-pool, conv-pool, conv, global average pool, linear. Works from 8x8 inputs upwards.
+
+    >>> model = SmallCNN((1, 8, 8), num_classes=10)
+    >>> model(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
+    >>> model.classifier  # 128 * width channels after global average pooling
+    Linear(in_features=128, out_features=10, bias=True)
+    """
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> None:
         super().__init__()
@@ -89,6 +105,14 @@ class ResNet(nn.Module):
     last stage's width, BatchNorm, ReLU, global pooling, linear) for be-your-own-teacher training: in training
     mode ``forward`` stores ``last_aux_logits`` (shallow to deep) and ``last_features`` (the pooled features of
     each auxiliary head, then of the network itself). It still returns only the final logits.
+
+    >>> model = ResNet((1, 8, 8), num_classes=10, depth=8, aux_heads=True)
+    >>> [len(stage) for stage in model.stages]  # depth 8 = 6 * 1 + 2: one basic block per stage
+    [1, 1, 1]
+    >>> model.train()(torch.randn(4, 1, 8, 8)).shape
+    torch.Size([4, 10])
+    >>> [z.shape for z in model.last_aux_logits], [f.shape for f in model.last_features]
+    ([torch.Size([4, 10]), torch.Size([4, 10])], [torch.Size([4, 64]), torch.Size([4, 64]), torch.Size([4, 64])])
     """
 
     def __init__(

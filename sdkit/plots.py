@@ -33,6 +33,18 @@ def plot_reliability_diagram(
     One accuracy bar per non-empty bin, plus (``show_gap``) one hatched gap bar per non-empty bin from the
     accuracy to the mean confidence, and the diagonal ``accuracy = confidence``. Empty bins draw nothing.
     Returns the axes.
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen
+    >>> import matplotlib.pyplot as plt
+    >>> from matplotlib.axes import Axes
+    >>> import sdkit, torch
+    >>> probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2]])
+    >>> bins = sdkit.reliability_bins(probs, torch.tensor([0, 0, 1]), n_bins=2)
+    >>> ax = plot_reliability_diagram(bins, title="3 predictions")
+    >>> isinstance(ax, Axes), len(ax.patches)  # one bin is not empty: its accuracy bar and its gap bar
+    (True, 2)
+    >>> plt.close(ax.figure)
     """
     if not isinstance(bins, dict) or any(k not in bins for k in _BIN_KEYS):
         raise ValueError(f"bins must be the dict from sdkit.reliability_bins with keys {list(_BIN_KEYS)}")
@@ -78,6 +90,19 @@ def plot_mean_std(
     ``kind="line"``: markers joined by a line, with error bars (``x`` numeric). ``kind="bar"``: one bar per
     entry of ``x`` (numbers or category names) with an error bar on each. A NaN std (a single seed) draws no
     error bar for that point. Extra keyword arguments go to ``ax.errorbar`` or ``ax.bar``.
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen
+    >>> import matplotlib.pyplot as plt
+    >>> from matplotlib.axes import Axes
+    >>> ax = plot_mean_std([1, 2, 4], [0.90, 0.92, 0.93], [0.01, 0.005, float("nan")], label="accuracy")
+    >>> isinstance(ax, Axes)
+    True
+    >>> plt.close(ax.figure)
+    >>> ax = plot_mean_std(["plain", "pskd"], [0.91, 0.92], [0.01, 0.02], kind="bar")
+    >>> [label.get_text() for label in ax.get_xticklabels()]
+    ['plain', 'pskd']
+    >>> plt.close(ax.figure)
     """
     if kind not in ("line", "bar"):
         raise ValueError(f"kind must be 'line' or 'bar', got kind={kind!r}")

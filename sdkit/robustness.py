@@ -93,6 +93,14 @@ def gaussian_noise_accuracy(
     of different models, and of one model at different ``sigma``, differ by the noise level only (common random
     numbers). ``sigma = 0`` gives the clean accuracy exactly. With ``input_std`` the sigmas are in pixel units.
     Returns one accuracy per sigma, in the order given.
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> _ = sdkit.train(model, data, epochs=2, progress=False, device="cpu")
+    >>> clean, noisy, noisier = gaussian_noise_accuracy(model, data.test, [0.0, 0.5, 1.0], input_std=data.std)
+    >>> round(clean, 4) == round(sdkit.evaluate(model, data.test)["accuracy"], 4), clean > noisy > noisier
+    (True, True)
     """
     sigmas = _check_magnitudes(sigmas, "sigmas")
     _check_split(split)
@@ -161,6 +169,14 @@ def fgsm_attack(
     Only the gradient with respect to the input is computed (``torch.autograd.grad``): the parameters' ``.grad``
     are left exactly as they were, and the model's train/eval mode is restored afterwards. Returns a new tensor
     on ``x``'s device with no autograd history.
+
+    >>> from torch import nn
+    >>> model = nn.Linear(2, 2, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.copy_(torch.eye(2))  # the logits are the inputs themselves
+    >>> x_adv = fgsm_attack(model, torch.tensor([[1.0, 0.0]]), torch.tensor([0]), eps=0.25)
+    >>> x_adv  # the true class's logit goes down by eps, the other one up
+    tensor([[0.7500, 0.2500]])
     """
     eps = _check_magnitude(eps, "eps")
     _check_inputs(x, y)
@@ -182,6 +198,15 @@ def fgsm_accuracy(
 
     Each adversarial batch is made against ``model`` itself (white-box). ``eps = 0`` gives the clean accuracy,
     the same number as ``sdkit.evaluate(model, split)["accuracy"]``.
+
+    >>> from torch import nn
+    >>> from sdkit import Split
+    >>> model = nn.Linear(2, 2, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.copy_(torch.eye(2))  # the logits are the inputs themselves
+    >>> split = Split(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.4]]), torch.tensor([0, 1, 0]))
+    >>> fgsm_accuracy(model, split, [0.0, 0.25])  # eps = 0.25 turns (0.6, 0.4) into (0.35, 0.65): wrong
+    [1.0, 0.6666666666666666]
     """
     epsilons = _check_magnitudes(epsilons, "epsilons")
     _check_split(split)

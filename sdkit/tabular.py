@@ -28,7 +28,15 @@ TABULAR_DATASETS = ("breast-cancer", "wine", "iris")
 
 @dataclass
 class TabularDataset(Dataset):
-    """A :class:`sdkit.data.Dataset` of feature vectors, with the per-feature statistics used to standardise it."""
+    """A :class:`sdkit.data.Dataset` of feature vectors, with the per-feature statistics used to standardise it.
+
+    >>> wine = load_tabular("wine")
+    >>> isinstance(wine, TabularDataset), wine.num_features, wine.feature_names[:2], wine.input_shape
+    (True, 13, ('alcohol', 'malic_acid'), (1, 1, 13))
+    >>> raw = wine.denormalize(wine.train.x)  # features back in their original units
+    >>> round(float(raw[..., 0].mean()), 2), round(wine.feature_mean[0], 2)  # mean alcohol content
+    (13.01, 13.01)
+    """
 
     feature_names: tuple[str, ...] = ()
     feature_mean: tuple[float, ...] = ()

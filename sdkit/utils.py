@@ -41,6 +41,15 @@ def run_mode() -> str:
     """The book's budget, from ``$SDKIT_MODE``: ``quick`` (CPU-sized, used by CI) or ``full`` (GPU-sized).
 
     Unset means ``full`` when a CUDA GPU is present and ``quick`` otherwise.
+
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"SDKIT_MODE": "quick"}):
+    ...     run_mode()
+    'quick'
+    >>> with mock.patch.dict(os.environ, {"SDKIT_MODE": " Full "}):  # case and surrounding spaces do not matter
+    ...     run_mode()
+    'full'
     """
     mode = os.environ.get("SDKIT_MODE", "").strip().lower()
     if not mode:
@@ -51,6 +60,17 @@ def run_mode() -> str:
 
 
 def is_quick() -> bool:
+    """True when :func:`run_mode` is ``quick`` (the book's CPU-sized budget).
+
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"SDKIT_MODE": "quick"}):
+    ...     is_quick()
+    True
+    >>> with mock.patch.dict(os.environ, {"SDKIT_MODE": "full"}):
+    ...     is_quick()
+    False
+    """
     return run_mode() == "quick"
 
 
@@ -111,7 +131,16 @@ def _cpu_model() -> str:
 
 def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
     """A short description of where a result was measured: platform, CPU model and count, torch threads, the
-    1/5/15-minute load averages when it was called (a busy machine inflates wall times), versions, and the GPU."""
+    1/5/15-minute load averages when it was called (a busy machine inflates wall times), versions, and the GPU.
+    The ``gpu`` key is there only when ``device`` is a CUDA device.
+
+    >>> import platform
+    >>> info = machine_info()
+    >>> sorted(info)
+    ['cpu_count', 'cpu_model', 'load_average', 'platform', 'processor', 'python', 'torch', 'torch_threads']
+    >>> info["torch"] == torch.__version__, info["python"] == platform.python_version()
+    (True, True)
+    """
     info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
