@@ -92,7 +92,9 @@ def _optimizer(name: str, params, lr: float | None, weight_decay: float, momentu
 def _scheduler(name: str, optimizer: torch.optim.Optimizer, total_steps: int):
     if name == "onecycle":
         max_lr = [g["lr"] for g in optimizer.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=0.25)
+        # torch divides by the warm-up's length, pct_start * total_steps - 1: zero for exactly 4 steps
+        warmup = 0.25 if total_steps != 4 else 0.375
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=warmup)
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

@@ -198,3 +198,28 @@ def test_compile_flag_runs_the_forward_pass_through_torch_compile(digits, monkey
     # the compiled graph computes the same function, up to float rounding in fused kernels
     for (name, a), b in zip(eager.state_dict().items(), fast.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5])
+def test_one_cycle_schedule_works_for_a_handful_of_steps(steps):
+    # torch's OneCycleLR divides by zero when its warm-up phase has length 0 (pct_start * steps == 1)
+    from sdkit.train import _scheduler
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.1)
+    sched = _scheduler("onecycle", opt, steps)
+    used = []
+    for _ in range(steps):
+        used.append(opt.param_groups[0]["lr"])  # the rate this step trains with
+        opt.step()
+        sched.step()
+    assert all(0 < lr <= 0.1 + 1e-12 for lr in used)
+    if steps >= 3:  # warm up to the peak, then anneal
+        assert max(used) > 0.04 and used[-1] < 0.01 * max(used)
+
+
+def test_training_for_exactly_four_steps(digits):
+    data = sdkit.load_dataset("digits", train_size=256)
+    model = sdkit.build_model("mlp", data.input_shape, 10, seed=0)
+    history = sdkit.train(model, data, epochs=1, batch_size=64, progress=False, device="cpu")
+    assert len(history.records) == 1 and history["train_loss"][0] > 0
