@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = ["NO_VERDICT", "mean_std", "verdict", "paired", "group", "summarize"]
 
+#: The verdict when fewer than two seeds give no seed-to-seed spread to compare a difference with.
 NO_VERDICT = "one seed: no verdict"
 
 
