@@ -51,7 +51,8 @@ class PerSampleDataset(torch.utils.data.Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-def _uint8(split: sdkit.Split, data: sdkit.Dataset) -> torch.Tensor:
+def uint8_images(split: sdkit.Split, data: sdkit.Dataset) -> torch.Tensor:
+    """The split's images back as uint8 pixels, the form a torchvision dataset hands to per-sample transforms."""
     return (data.denormalize(split.x) * 255).round().clamp(0, 255).to(torch.uint8)
 
 
@@ -109,7 +110,7 @@ def tutorial_kd_loss(logits, teacher_logits, labels, T: float = 4.0, alpha: floa
 def _naive(task, student, teacher, data, split, bs, epochs, device, workers: int) -> list[float]:
     """The loop the seed's snippet implies: per-sample transforms in a DataLoader, teacher forward in the loop."""
     opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    dataset = PerSampleDataset(_uint8(split, data), split.y, data.mean[0], data.std[0], augment=task != "eval")
+    dataset = PerSampleDataset(uint8_images(split, data), split.y, data.mean[0], data.std[0], augment=task != "eval")
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=bs, shuffle=task != "eval", num_workers=workers, pin_memory=device.type == "cuda"
     )
