@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import nbformat
 import pytest
@@ -22,10 +21,6 @@ from conftest import REPORT, ROOT
 import sdkit
 
 REPO = "sdkit-book/self-distillation-executed"
-# Loaded from its CDN by every page with math. Offline (this project's machines) the load fails with a network
-# error, which is reported but tolerated; on a machine with internet access (GitHub Actions) it loads, and any
-# error it raises fails the test like any other.
-EXTERNAL_ALLOWED = {"cdn.jsdelivr.net"}
 COLAB_MARKER = "In Google Colab, install sdkit"
 
 
@@ -85,20 +80,41 @@ def _screenshot(driver, path: Path) -> None:
     driver.set_window_size(1280, 1000)
 
 
-def _split_console(entries: list[dict], base_url: str) -> tuple[list[str], list[str]]:
-    """SEVERE entries that fail the page, and tolerated offline failures to reach an allowed CDN."""
-    errors, offline = [], []
-    for entry in entries:
-        if entry.get("level") != "SEVERE":
-            continue
-        message = entry.get("message", "")
-        url = message.split(" ", 1)[0]
-        host = urlparse(url).hostname if url.startswith("http") else None
-        if host in EXTERNAL_ALLOWED and "net::ERR_" in message:
-            offline.append(message)
-        else:
-            errors.append(message)
-    return errors, offline
+def _severe(entries: list[dict]) -> list[str]:
+    """SEVERE console entries: JavaScript errors and failed loads (the site loads nothing from outside itself)."""
+    return [entry.get("message", "") for entry in entries if entry.get("level") == "SEVERE"]
+
+
+#: chapters whose formulas must be typeset by the MathJax served from the site itself
+MATH_PAGES = {"book/02_concepts": 1, "book/03_algorithm": 1, "book/04_math": 10}
+RAW_TEX = ("\\(", "\\)", "\\[", "\\]", "$$")
+
+_MATH_STATE = """
+const math = Array.from(document.querySelectorAll('.math'));
+return {total: math.length, typeset: math.filter(e => e.querySelector('mjx-container')).length,
+        containers: document.querySelectorAll('mjx-container').length};
+"""
+
+
+def _typeset_math(driver) -> dict:
+    """Wait until MathJax has typeset every math element of the page; return the counts."""
+    _wait(lambda: (lambda m: m["typeset"] == m["total"])(driver.execute_script(_MATH_STATE)))
+    return driver.execute_script(_MATH_STATE)
+
+
+def _raw_tex(driver) -> list[str]:
+    """Snippets of the page's visible text (code blocks excluded) that still hold TeX delimiters."""
+    text = driver.execute_script(
+        "const root = document.querySelector('main') || document.body; const clone = root.cloneNode(true);"
+        "clone.querySelectorAll('pre, code, .highlight, mjx-container, script').forEach(e => e.remove());"
+        "return clone.innerText"
+    )
+    found = []
+    for token in RAW_TEX:
+        at = text.find(token)
+        if at >= 0:
+            found.append(text[max(0, at - 40) : at + 40])
+    return found
 
 
 def test_every_built_page_is_checked(site):
@@ -134,18 +150,22 @@ def test_page_renders(page, driver, base_url, site, screenshots):
         "return Array.from(document.querySelectorAll('a')).map(a => a.href)"
         ".filter(h => h.includes('colab.research.google.com') || h.includes('mybinder.org'))"
     )
-    time.sleep(0.3)  # let deferred scripts (MathJax, search index) report errors
-    errors, offline = _split_console(_console(driver), base_url)
+    math = _typeset_math(driver)
+    raw_tex = _raw_tex(driver)
+    time.sleep(0.3)  # let deferred scripts (search index) report errors
+    errors = _severe(_console(driver))
     _screenshot(driver, screenshots / (page.replace("/", "__") + ".png"))
 
     expected = _expected_figures(page)
     REPORT.append(
         f"{page + '.html':32} images {len(images):3} (output figures {figures:2}"
         + (f", notebook has {expected:2})" if expected is not None else ")")
-        + f" | console errors {len(errors)}"
-        + (f" | MathJax CDN unreachable (offline): {len(offline)}" if offline else "")
+        + f" | console errors {len(errors)} | math typeset {math['typeset']}/{math['total']}"
     )
     assert not errors, f"{page}: console errors:\n" + "\n".join(errors)
+    assert math["typeset"] == math["total"], f"{page}: {math['total'] - math['typeset']} formulas not typeset"
+    assert math["typeset"] >= MATH_PAGES.get(page, 0), f"{page}: expected typeset math, found {math}"
+    assert not raw_tex, f"{page}: raw TeX delimiters in the page text: {raw_tex}"
     assert not broken, f"{page}: images that did not load: {broken}"
     assert not [e for e in errors_out if "Traceback" in e or "Error" in e], f"{page}: error outputs: {errors_out}"
     assert "Traceback (most recent call last)" not in text, f"{page}: a traceback is shown"
@@ -162,7 +182,7 @@ def test_search_finds_temperature(driver, base_url, screenshots):
     results = "return document.querySelectorAll('#search-results ul.search li').length"
     count = _wait(lambda: driver.execute_script(results), timeout=30)
     text = driver.execute_script("return document.querySelector('#search-results').innerText")
-    errors, _ = _split_console(_console(driver), base_url)
+    errors = _severe(_console(driver))
     _screenshot(driver, screenshots / "search_temperature.png")
     REPORT.append(f"{'search.html?q=temperature':32} {count} results | console errors {len(errors)}")
     assert count and count > 0, f"searching 'temperature' found nothing: {text[:300]!r}"
@@ -215,7 +235,7 @@ def test_temperature_explorer_works_without_a_kernel(driver, base_url, screensho
     moved = _explorer_state(driver)
     assert moved["sample"] == "1" and moved["readout"].startswith("sample 2 of 12"), moved["readout"]
     assert moved["image"] != hot["image"]
-    errors, _ = _split_console(_console(driver), base_url)
+    errors = _severe(_console(driver))
     driver.execute_script("document.querySelector('.sdkit-temperature-explorer').scrollIntoView()")
     driver.save_screenshot(str(screenshots / "02_concepts_explorer_moved.png"))
     REPORT.append(

@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: The stratified Fashion-MNIST sample shipped inside the package (8,000 train + 2,000 test images, official IDX
+#: format; how it was drawn and its MIT licence are in the folder's README.md).
+FASHION_MNIST_SAMPLE = Path(__file__).parent / "_data" / "fashion-mnist-sample"
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -58,6 +61,7 @@ class Augment:
 DATASETS: dict[str, Augment] = {
     "digits": Augment(),  # 8x8 digits: a flipped digit is a different symbol and 8 pixels leave no room to crop
     "fashion-mnist": Augment(crop_padding=2, flip=True),
+    "fashion-mnist-sample": Augment(crop_padding=2, flip=True),  # shipped with sdkit: always offline
     "mnist": Augment(crop_padding=2, flip=False),
     "cifar10": Augment(crop_padding=4, flip=True),
     "cifar100": Augment(crop_padding=4, flip=True),
@@ -196,6 +200,15 @@ def _missing(name: str, looked_in: list[Path]) -> FileNotFoundError:
 
 def _raw_arrays(name: str, root: Path, download: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Images as uint8 (N, C, H, W) and labels, for the official train and test sets."""
+    if name == "fashion-mnist-sample":
+        arrays = _load_mnist_like([FASHION_MNIST_SAMPLE])
+        if arrays is None:
+            raise FileNotFoundError(
+                f"the Fashion-MNIST sample shipped with sdkit is missing from {FASHION_MNIST_SAMPLE}; "
+                "reinstall sdkit (pip install --force-reinstall .) or use load_dataset('fashion-mnist')"
+            )
+        tx, ty, vx, vy = arrays
+        return tx[:, None], ty.astype(np.int64), vx[:, None], vy.astype(np.int64)
     if name in ("mnist", "fashion-mnist"):
         tv_folder = root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw"
         folders = [root, tv_folder] + ([DEBIAN_FASHION_MNIST] if name == "fashion-mnist" else [])
@@ -220,7 +233,7 @@ def _raw_arrays(name: str, root: Path, download: bool) -> tuple[np.ndarray, np.n
 
 
 def _class_names(name: str, root: Path) -> tuple[str, ...]:
-    if name == "fashion-mnist":
+    if name in ("fashion-mnist", "fashion-mnist-sample"):
         return FASHION_MNIST_CLASSES
     if name == "cifar10":
         return CIFAR10_CLASSES
@@ -253,8 +266,10 @@ def load_dataset(
 ) -> Dataset:
     """Load a dataset by name as normalised tensors with a train/validation/test split.
 
-    Names: ``digits`` (scikit-learn's bundled 8x8 digits, never downloads), ``fashion-mnist`` (``root``, then
-    Debian's ``/usr/share/datasets/fashion-mnist``, then torchvision's download if ``download=True``), ``mnist``,
+    Names: ``digits`` (scikit-learn's bundled 8x8 digits, never downloads), ``fashion-mnist-sample`` (a fixed
+    stratified sample of Fashion-MNIST shipped inside sdkit: 8,000 training and 2,000 test images, never
+    downloads), ``fashion-mnist`` (all 70,000 images: ``root``, then Debian's
+    ``/usr/share/datasets/fashion-mnist``, then torchvision's download if ``download=True``), ``mnist``,
     ``cifar10``, ``cifar100`` (``root``, then torchvision's download if ``download=True``).
 
     ``val_fraction`` of the official training set becomes the validation split (a seeded random subset; digits has
@@ -271,6 +286,9 @@ def load_dataset(
     (0.0, 1.0)
     >>> len(load_dataset("digits", train_size=100, test_size=50).train)
     100
+    >>> sample = load_dataset("fashion-mnist-sample", val_fraction=0.05)  # shipped with sdkit: works offline
+    >>> len(sample.train), len(sample.val), len(sample.test), sample.input_shape, sample.class_names[6]
+    (7600, 400, 2000, (1, 28, 28), 'Shirt')
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")

@@ -78,7 +78,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {
         **_COMMON,
         "seeds": 2,
-        "ba_dataset": "fashion-mnist", "comp_dataset": "digits",
+        "ba_dataset": "fashion-mnist-sample", "comp_dataset": "digits",
         "ba_model": "mlp", "ba_width": 1.0, "ba_generations": 2, "ba_epochs": 8,
         "ba_train_size": 3000, "ba_test_size": 2000, "ba_val_fraction": 0.05,
         "comp_teacher": "cnn", "comp_teacher_width": 1.0, "comp_student": "cnn", "comp_student_width": 0.25,

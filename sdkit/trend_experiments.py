@@ -85,7 +85,7 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
             temperatures=(1.0, 2.0, 4.0, 8.0, 16.0), alphas=(0.1, 0.5, 0.9), augment=False,
         ),
         "cost": dict(
-            dataset="fashion-mnist", train_size=3000, test_size=2000, model="mlp", epochs=5, seeds=1, T=4.0,
+            dataset="fashion-mnist-sample", train_size=3000, test_size=2000, model="mlp", epochs=5, seeds=1, T=4.0,
             alpha=0.9, pskd_alpha=0.8, benchmark=dict(mlp_steps=20, cnn_steps=6, cnn_width=0.5, repeats=4),
         ),
     },

@@ -18,6 +18,7 @@ import sdkit.data
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "https://github.com/sdkit-book/self-distillation-executed"
+DISTRIBUTION = "self-distillation-executed"  # the name on the package index; the import name is sdkit
 COLAB_CELL = """\
 # In Google Colab, install sdkit from the book's repository; anywhere else this cell does nothing.
 import sys
@@ -26,7 +27,8 @@ if "google.colab" in sys.modules:
     import subprocess
 
     REPO = "https://github.com/sdkit-book/self-distillation-executed"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sdkit @ git+{REPO}"], check=True)"""
+    PACKAGE = f"self-distillation-executed @ git+{REPO}"  # the distribution's name; it installs sdkit
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)"""
 
 
 def _toc_files(entries):
@@ -86,14 +88,20 @@ def test_colab_cell_pip_installs_sdkit_from_the_repository_in_colab(monkeypatch)
     (cmd,), kwargs = calls[0]
     assert cmd[:5] == [sys.executable, "-m", "pip", "install", "-q"]
     req = Requirement(cmd[5])  # a valid PEP 508 direct reference
-    assert req.name == "sdkit" and req.url == f"git+{REPO}"
+    assert req.name == DISTRIBUTION and req.url == f"git+{REPO}"
     assert kwargs == {"check": True}
 
 
-def test_repository_installs_as_sdkit():
-    # `pip install "sdkit @ git+REPO"` builds the repository root: its pyproject must name the package sdkit.
+def test_repository_installs_under_its_own_distribution_name():
+    # `pip install "self-distillation-executed @ git+REPO"` builds the repository root: the pyproject must name that
+    # distribution (never "sdkit": on the package index that is an unrelated project) and ship the sdkit package
+    # with its data files.
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert 'name = "sdkit"' in pyproject and 'packages = ["sdkit"]' in pyproject
+    assert f'\nname = "{DISTRIBUTION}"\n' in pyproject and '\nname = "sdkit"' not in pyproject
+    assert '[tool.setuptools.packages.find]\ninclude = ["sdkit*"]' in pyproject
+    assert 'sdkit = ["_data/*/*"]' in pyproject
+    readme = (ROOT / "README.md").read_text()
+    assert f'pip install "{DISTRIBUTION} @ git+{REPO}"' in readme and "pip install .  " in readme
 
 
 def test_config_repository_and_launch_buttons():
