@@ -12,7 +12,20 @@ from .losses import (
     kd_loss,
     soft_cross_entropy,
 )
-from .methods import BYOT, CSKD, PSKD, CrossEntropy, Distill, EMATeacher, Method, TeacherFreeKD, class_partners
+from .methods import (
+    BYOT,
+    CSKD,
+    DLB,
+    PSKD,
+    CrossEntropy,
+    Distill,
+    EMATeacher,
+    LabelSmoothing,
+    Method,
+    Mixup,
+    TeacherFreeKD,
+    class_partners,
+)
 from .models import MLP, MODELS, ResNet, SmallCNN, build_model, count_parameters, frozen_copy
 from .temperature import entropy, soften, soften_probs
 from .train import Generation, History, born_again, train
@@ -26,7 +39,8 @@ __all__ = [
     "DATASETS", "Batch", "BatchLoader", "Dataset", "Split", "augment_batch", "load_dataset", "read_idx",
     "accuracy", "evaluate", "expected_calibration_error", "predict_logits", "reliability_bins",
     "DistillationLoss", "KDLoss", "SoftCrossEntropy", "distillation_loss", "kd_loss", "soft_cross_entropy",
-    "CrossEntropy", "Distill", "Method", "PSKD", "CSKD", "TeacherFreeKD", "EMATeacher", "BYOT", "class_partners",
+    "CrossEntropy", "Distill", "Method", "PSKD", "CSKD", "TeacherFreeKD", "EMATeacher", "BYOT", "DLB", "LabelSmoothing",
+    "Mixup", "class_partners",
     "MODELS", "MLP", "ResNet", "SmallCNN", "build_model", "count_parameters", "frozen_copy",
     "entropy", "soften", "soften_probs",
     "Generation", "History", "born_again", "train",

@@ -7,7 +7,9 @@ the validation split, and is evaluated once on the test split. Methods:
 * ``kd``: classic distillation from a teacher ``teacher_scale`` (2) times as wide, trained first (Hinton et al. 2015).
 * ``ban``: born-again network: the ``plain`` model of the same seed is the teacher of a fresh copy
   (Furlanello et al. 2018); its wall time includes the teacher's.
-* ``pskd``, ``cskd``, ``tfkd``, ``ema``, ``byot``: single-run self-distillation (see :mod:`sdkit.methods`).
+* ``pskd``, ``cskd``, ``tfkd``, ``ema``, ``byot``, ``dlb``: single-run self-distillation (see :mod:`sdkit.methods`).
+* ``ls`` (label smoothing at teacher-free KD's target) and ``mixup``: the baselines that tell whether a gain needs
+  a teacher at all.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from torch import nn
 from . import stats
 from .data import Dataset, Split
 from .evaluate import evaluate, expected_calibration_error, predict_logits
-from .methods import BYOT, CSKD, PSKD, EMATeacher, Method, TeacherFreeKD
+from .methods import BYOT, CSKD, DLB, PSKD, EMATeacher, LabelSmoothing, Method, Mixup, TeacherFreeKD
 from .models import build_model
 from .train import train
 
 __all__ = ["METHODS", "compare", "summarize", "evaluate_ensemble"]
 
 #: The method names :func:`compare` accepts, in the order it reports them (see the module docstring).
-METHODS = ("plain", "kd", "ban", "pskd", "cskd", "tfkd", "ema", "byot")
+METHODS = ("plain", "kd", "ban", "pskd", "cskd", "tfkd", "ema", "byot", "dlb", "ls", "mixup")
 
 SINGLE_RUN: dict[str, Callable[[], Method]] = {
     "pskd": PSKD,
@@ -37,6 +39,9 @@ SINGLE_RUN: dict[str, Callable[[], Method]] = {
     "tfkd": TeacherFreeKD,
     "ema": EMATeacher,
     "byot": BYOT,
+    "dlb": DLB,
+    "ls": LabelSmoothing,
+    "mixup": Mixup,
 }
 
 

@@ -17,10 +17,9 @@ Seeds. Run ``i`` uses seed ``1000 * i``; in a born-again run generation ``g`` is
 the same for every seed, so the seed-to-seed spread measures initialisation and data order only.
 
 Verdicts (:func:`compare_paired`). A candidate (say generation 1) and its baseline (generation 0) are compared
-seed by seed: ``diff = mean_s(candidate_s - baseline_s)``. The *noise level* is the sample standard deviation of
-the baseline over seeds. ``|diff| <= noise`` is reported as "within noise"; otherwise as better or worse.
-With three seeds this is a coarse rule of thumb, not a significance test. The statistics (``mean_std``,
-``summarize``, ``verdict``) live in :mod:`sdkit.stats` and are re-exported here.
+seed by seed with the book's one rule, :func:`sdkit.stats.paired`: the mean of the per-seed differences and its 95%
+t-interval; "better" or "worse" only when the interval excludes 0, otherwise "within noise". The statistics
+(``mean_std``, ``summarize``, ``paired``, ``verdict``) live in :mod:`sdkit.stats` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -140,9 +139,14 @@ def compare_paired(
 ) -> dict[str, Any]:
     """Compare ``candidate`` with ``baseline`` (values of ``rows[i][key]``) on ``metric``, paired by ``seed``.
 
-    ``index`` picks one point of a list-valued metric (e.g. one noise level). Returns the per-seed differences,
-    their mean ``diff``, the baseline's seed-to-seed standard deviation ``noise``, how many seeds improved
-    (``n_better``) and the :func:`verdict`, plus ``text``, a one-line sentence built from those numbers.
+    ``index`` picks one point of a list-valued metric (e.g. one noise level). Returns the per-seed differences
+    ``diffs`` and everything :func:`sdkit.stats.paired` gives (``diff``, the interval ``low``/``high``, ``wins``,
+    ``n``, ``baseline_std``, ``verdict``), plus ``text``, a one-line sentence built from those numbers.
+
+    >>> rows = [{"seed": s, "model": m, "acc": a} for s, m, a in [(0, "A", 0.80), (1, "A", 0.84), (0, "B", 0.83),
+    ...         (1, "B", 0.86)]]
+    >>> print(compare_paired(rows, "acc", key="model", candidate="B", baseline="A")["text"])
+    acc of B vs A: +0.0250 (mean over 2 seeds, better in 2 of 2; 95% interval -0.0385 to +0.0885) -> within noise
     """
     pick = (lambda r: r[metric]) if index is None else (lambda r: r[metric][index])
     base = {r["seed"]: pick(r) for r in rows if r[key] == baseline}
@@ -150,21 +154,18 @@ def compare_paired(
     seeds = [s for s in base if s in cand]
     if not seeds:
         raise ValueError(f"no seed has both {key}={candidate!r} and {key}={baseline!r} in rows")
-    diffs = [cand[s] - base[s] for s in seeds]
-    p = paired([cand[s] for s in seeds], [base[s] for s in seeds])
-    diff, noise = p["diff"], p["noise"]
-    better = sum((d > 0) == higher_is_better and d != 0 for d in diffs)
-    word = verdict(diff, noise, len(seeds), higher_is_better=higher_is_better)
+    p = paired([cand[s] for s in seeds], [base[s] for s in seeds], higher_is_better=higher_is_better)
 
     def name(value: Any) -> str:
         return f"{key} {value}" if isinstance(value, int) else str(value)
 
+    interval = f"95% interval {p['low']:+.4f} to {p['high']:+.4f}" if p["n"] > 1 else "one seed, no interval"
     text = (
-        f"{metric} of {name(candidate)} vs {name(baseline)}: {diff:+.4f} (mean over {len(seeds)} seeds, "
-        f"better in {better} of {len(seeds)}); seed-to-seed spread of {name(baseline)}: {noise:.4f} -> {word}"
+        f"{metric} of {name(candidate)} vs {name(baseline)}: {p['diff']:+.4f} (mean over {p['n']} seeds, "
+        f"better in {p['wins']} of {p['n']}; {interval}) -> {p['verdict']}"
     )
-    return {"metric": metric, "candidate": candidate, "baseline": baseline, "diffs": diffs, "diff": diff,
-            "noise": noise, "n": len(seeds), "n_better": better, "verdict": word, "text": text}  # fmt: skip
+    return {"metric": metric, "candidate": candidate, "baseline": baseline,
+            "diffs": [cand[s] - base[s] for s in seeds], **p, "n_better": p["wins"], "text": text}  # fmt: skip
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -1,10 +1,14 @@
 """Training objectives that plug into the one training loop in :mod:`sdkit.train`.
 
 A method turns a batch and the student's logits into a loss. It may hold state (a frozen teacher, stored
-predictions); the loop calls ``setup`` once before training and ``end_epoch`` after every epoch.
+predictions); the loop calls ``setup`` once before training, ``prepare`` on every batch before the forward pass
+(mixup mixes it, DLB appends re-visited samples), ``loss`` after it, ``after_step`` after each optimizer step and
+``end_epoch`` after every epoch.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +19,10 @@ from .data import Batch, Dataset, augment_batch
 from .losses import _distillation_loss_unchecked, _kd_loss_unchecked
 from .models import frozen_copy
 
-__all__ = ["Method", "CrossEntropy", "Distill", "PSKD", "CSKD", "TeacherFreeKD", "EMATeacher", "BYOT", "class_partners"]
+__all__ = [
+    "Method", "CrossEntropy", "Distill", "PSKD", "CSKD", "TeacherFreeKD", "EMATeacher", "BYOT", "DLB",
+    "LabelSmoothing", "Mixup", "class_partners",
+]  # fmt: skip
 
 
 class Method:
@@ -47,6 +54,10 @@ class Method:
         Batch indices lie in ``[0, len(data.train))``; ``autocast`` is the loop's mixed-precision context factory.
         """
         self.autocast = autocast
+
+    def prepare(self, batch: Batch) -> Batch:
+        """Called on every training batch before the forward pass; returns the batch to train on (this one)."""
+        return batch
 
     def after_step(self, model: nn.Module) -> None:
         """Called after every optimizer step."""
@@ -443,3 +454,136 @@ class BYOT(Method):
             if self.beta:
                 total = total + self.beta * (feature - deep_feature.detach()).pow(2).sum(-1).mean()
         return total
+
+
+class LabelSmoothing(Method):
+    """Label smoothing (Szegedy et al. 2016, "Rethinking the Inception Architecture for Computer Vision") set to
+    the target of teacher-free KD's virtual teacher: cross-entropy against ``q = (1 - eps) onehot(y) + eps / C``
+    with ``eps = (1 - correct_prob) * C / (C - 1)``, so that ``q`` puts ``correct_prob`` on the label and spreads
+    the rest evenly, exactly :class:`TeacherFreeKD`'s ``q``. It is the baseline that tells whether a method's gain
+    needs a teacher at all.
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> method = LabelSmoothing(correct_prob=0.9)
+    >>> _ = sdkit.train(model, data, method=method, epochs=2, progress=False, device="cpu")
+    >>> round(method.label_smoothing, 4)  # eps for 10 classes: 0.1 * 10 / 9
+    0.1111
+    >>> batch = Batch(torch.zeros(1, 1, 8, 8), torch.tensor([0]), torch.tensor([0]))
+    >>> q = virtual_teacher(batch.y, 10, 0.9)
+    >>> logits = torch.randn(1, 10, generator=torch.Generator().manual_seed(0))
+    >>> bool(torch.isclose(method.loss(model, batch, logits, 0), -(q * logits.log_softmax(-1)).sum()))
+    True
+    """
+
+    name = "ls"
+
+    def __init__(self, correct_prob: float = 0.9) -> None:
+        super().__init__()
+        if not 0.0 < correct_prob < 1.0:
+            raise ValueError(f"correct_prob must lie in (0, 1), got correct_prob={correct_prob!r}")
+        self.correct_prob = correct_prob
+
+    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
+        super().setup(model, data, device, autocast, epochs=epochs)
+        c = data.num_classes
+        self.label_smoothing = (1.0 - self.correct_prob) * c / (c - 1)
+
+
+class Mixup(Method):
+    """mixup (Zhang et al. 2018, "mixup: Beyond Empirical Risk Minimization"), the strong regulariser the book
+    compares self-distillation with. Each batch is mixed with a shuffled copy of itself,
+
+        x~ = lam * x + (1 - lam) * x[perm],   L = lam * CE(f(x~), y) + (1 - lam) * CE(f(x~), y[perm]),
+
+    with one ``lam ~ Beta(alpha, alpha)`` per batch (``alpha = 0.2``, the paper's value for ImageNet-sized data).
+    ``lam`` and ``perm`` come from torch's global generator, which :func:`sdkit.train` seeds with its ``seed``
+    and stores in checkpoints, so a run is reproducible and resumes exactly.
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> _ = sdkit.train(model, data, method=Mixup(alpha=0.2), epochs=3, progress=False, device="cpu")
+    >>> sdkit.evaluate(model, data.test)["accuracy"] > 0.8
+    True
+    """
+
+    name = "mixup"
+
+    def __init__(self, alpha: float = 0.2) -> None:
+        super().__init__()
+        if not (isinstance(alpha, (int, float)) and alpha > 0 and math.isfinite(alpha)):
+            raise ValueError(f"alpha (the Beta distribution's parameter) must be a number > 0, got alpha={alpha!r}")
+        self.alpha = float(alpha)
+
+    def prepare(self, batch: Batch) -> Batch:
+        self.lam = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
+        self.perm = torch.randperm(len(batch.y)).to(batch.y.device)
+        return batch._replace(x=self.lam * batch.x + (1.0 - self.lam) * batch.x[self.perm])
+
+    def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
+        logits = logits.float()
+        return self.lam * F.cross_entropy(logits, batch.y) + (1.0 - self.lam) * F.cross_entropy(
+            logits, batch.y[self.perm]
+        )
+
+
+class DLB(Method):
+    """Self-distillation from the last mini-batch (Shen et al. 2022, "Self-Distillation from the Last Mini-Batch
+    for Consistency Regularization"). Every batch also carries half of the previous batch's samples; the
+    predictions the model made on those samples one step earlier (detached) are their soft targets:
+
+        L = CE(z, y) + alpha * T^2 * KL(softmax(z_prev / T) || softmax(z_again / T)),
+
+    where ``z`` are the logits of the whole extended batch (new samples and re-visited ones, each with its hard
+    label), ``z_again`` the logits of the re-visited samples now and ``z_prev`` their logits at the previous step.
+    ``T = 3`` and ``alpha = 1`` as in the paper. The re-visited images are the same augmented tensors as one step
+    earlier, so the target moves only with the weights. A step costs about 1.5 forward/backward passes.
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
+    >>> method = DLB(T=3.0, alpha=1.0)
+    >>> _ = sdkit.train(model, data, method=method, epochs=3, progress=False, device="cpu")
+    >>> sdkit.evaluate(model, data.test)["accuracy"] > 0.8
+    True
+    """
+
+    name = "dlb"
+
+    def __init__(self, T: float = 3.0, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.T = check_temperature(T)
+        if not (isinstance(alpha, (int, float)) and alpha >= 0 and math.isfinite(alpha)):
+            raise ValueError(f"alpha (the weight of the consistency term) must be a number >= 0, got alpha={alpha!r}")
+        self.alpha = float(alpha)
+
+    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
+        super().setup(model, data, device, autocast, epochs=epochs)
+        self.last: tuple[Batch, torch.Tensor] | None = None  # re-visited samples and their logits one step ago
+        self.n_new = 0
+
+    def prepare(self, batch: Batch) -> Batch:
+        self.n_new = len(batch.y)
+        if self.last is None:
+            return batch
+        again = self.last[0]
+        return Batch(
+            torch.cat([batch.x, again.x]), torch.cat([batch.y, again.y]), torch.cat([batch.index, again.index])
+        )
+
+    def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
+        logits = logits.float()
+        total = F.cross_entropy(logits, batch.y)
+        if self.last is not None:
+            total = total + self.alpha * _kd_loss_unchecked(logits[self.n_new :], self.last[1], self.T)
+        keep = slice(0, (self.n_new + 1) // 2)  # half of this step's new samples are re-visited at the next step
+        self.last = (Batch(batch.x[keep], batch.y[keep], batch.index[keep]), logits[keep].detach())
+        return total
+
+    def end_epoch(self, model: nn.Module, epoch: int) -> None:
+        self.last = None  # an epoch starts afresh: the loader's last batch may differ in size and layout
+
+    def state_dict(self) -> dict:
+        return {}  # checkpoints are written between epochs, when nothing is carried over

@@ -1,11 +1,16 @@
-"""Statistics over seeds, shared by the experiments (:mod:`sdkit.experiments`, :mod:`sdkit.trend_experiments`,
-:mod:`sdkit.compare`): mean and sample standard deviation, paired differences, and the verdict rule.
+"""Statistics over seeds: mean and sample standard deviation, and the book's one verdict rule.
 
-The rule. A candidate (say a distilled student) and its baseline are run with the same seeds and compared seed by
-seed: ``diff`` is the mean over seeds of ``candidate_s - baseline_s``, and the *noise* is the baseline's
-seed-to-seed sample standard deviation. ``|diff| <= noise`` is "within noise", otherwise the candidate is "better"
-or "worse". With a handful of seeds this is a coarse rule of thumb, not a significance test; with one seed there is
-no spread to compare with, and no verdict.
+The rule. A candidate (say a self-distilled model) and its baseline (plain training) are run with the same seeds,
+so they can be compared seed by seed. With the per-seed differences ``d_s = candidate_s - baseline_s`` over ``n``
+seeds, their mean ``diff`` and sample standard deviation ``sd``, the 95% confidence interval of the mean
+difference is the Student-t interval
+
+    diff ± t_{0.975, n-1} * sd / sqrt(n).
+
+The candidate is "better" (or "worse") only when the whole interval lies above (or below) zero; an interval that
+contains zero is "within noise", whatever the sign of ``diff``. Fewer than two seeds give no interval and no verdict.
+Pairing removes what the two runs of a seed share (the data order, the initialisation of a shared teacher); the
+t-interval assumes the differences are roughly normal, which is the usual working assumption for a handful of seeds.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-__all__ = ["NO_VERDICT", "mean_std", "verdict", "paired", "group", "summarize"]
+__all__ = ["NO_VERDICT", "CONFIDENCE", "mean_std", "t_quantile", "paired", "verdict", "group", "summarize"]
 
-#: The verdict when fewer than two seeds give no seed-to-seed spread to compare a difference with.
+#: The verdict when fewer than two seeds give no interval.
 NO_VERDICT = "one seed: no verdict"
+#: The confidence level of every interval in the book.
+CONFIDENCE = 0.95
 
 
 def mean_std(values: Sequence[float], *, single: float = math.nan) -> tuple[float, float]:
@@ -41,41 +48,68 @@ def mean_std(values: Sequence[float], *, single: float = math.nan) -> tuple[floa
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
-def verdict(diff: float, noise: float, n: int | None = None, *, higher_is_better: bool = True) -> str:
-    """The rule's word for a paired difference ``diff`` against the seed-to-seed ``noise``: ``"better"`` or
-    ``"worse"`` when ``|diff| > noise``, ``"within noise"`` otherwise, and :data:`NO_VERDICT` when there are fewer
-    than two seeds (``n < 2``, or a NaN ``noise``, the std of one value).
+def t_quantile(q: float, dof: int) -> float:
+    """The ``q`` quantile of Student's t distribution with ``dof`` degrees of freedom (scipy's ``t.ppf``).
 
-    >>> verdict(0.02, 0.01), verdict(-0.01, 0.01), verdict(-0.02, 0.01, higher_is_better=False)  # a lower ECE
+    >>> round(t_quantile(0.975, 4), 4), round(t_quantile(0.975, 2), 4)  # 5 and 3 seeds
+    (2.7764, 4.3027)
+    """
+    from scipy.stats import t  # scipy comes with scikit-learn; imported here to keep `import sdkit` light
+
+    if dof < 1:
+        raise ValueError(f"dof must be >= 1, got dof={dof!r}")
+    return float(t.ppf(q, dof))
+
+
+def verdict(low: float, high: float, n: int, *, higher_is_better: bool = True) -> str:
+    """The rule's word for a confidence interval ``[low, high]`` of a paired mean difference over ``n`` seeds:
+    ``"better"`` or ``"worse"`` when the interval excludes 0, ``"within noise"`` when it contains 0, and
+    :data:`NO_VERDICT` for fewer than two seeds.
+
+    >>> verdict(0.002, 0.010, 5), verdict(-0.01, 0.02, 5), verdict(-0.03, -0.01, 5, higher_is_better=False)
     ('better', 'within noise', 'better')
-    >>> verdict(0.5, float("nan"), 1)
+    >>> verdict(float("nan"), float("nan"), 1)
     'one seed: no verdict'
     """
-    if (n is not None and n < 2) or math.isnan(noise):
+    if n < 2:
         return NO_VERDICT
-    if not math.isfinite(diff) or math.isinf(noise) or noise < 0:
-        raise ValueError(f"diff and noise must be finite and noise >= 0, got diff={diff!r}, noise={noise!r}")
-    if abs(diff) <= noise:
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise ValueError(f"the interval must be finite with low <= high, got low={low!r}, high={high!r}")
+    if low <= 0.0 <= high:
         return "within noise"
-    return "better" if (diff > 0) == higher_is_better else "worse"
+    return "better" if (low > 0) == higher_is_better else "worse"
 
 
-def paired(candidate: Sequence[float], baseline: Sequence[float]) -> dict[str, float]:
+def paired(candidate: Sequence[float], baseline: Sequence[float], *, higher_is_better: bool = True) -> dict[str, Any]:
     """Paired comparison over seeds (``candidate[i]`` and ``baseline[i]`` share seed ``i``): the mean ``diff`` of
-    the per-seed differences ``candidate[i] - baseline[i]``, its standard error ``se = std(differences) / sqrt(n)``,
-    the baseline's seed-to-seed standard deviation ``noise`` (both NaN for one seed) and ``n``.
+    the per-seed differences, its standard error ``se``, the :data:`CONFIDENCE` t-interval ``[low, high]``, how
+    many seeds the candidate won (``wins``: strictly better on that seed), ``n``, the baseline's seed-to-seed
+    standard deviation ``baseline_std`` (for display) and the :func:`verdict`. NaN interval for one seed.
 
     >>> p = paired([0.83, 0.87, 0.81], [0.80, 0.84, 0.82])
-    >>> round(p["diff"], 4), round(p["noise"], 4), p["n"], verdict(p["diff"], p["noise"])
-    (0.0167, 0.02, 3, 'within noise')
+    >>> round(p["diff"], 4), round(p["low"], 4), round(p["high"], 4), p["wins"], p["verdict"]
+    (0.0167, -0.0407, 0.074, 2, 'within noise')
+    >>> paired([0.90, 0.91, 0.92, 0.90, 0.91], [0.88, 0.88, 0.90, 0.89, 0.89])["verdict"]
+    'better'
     """
     if len(candidate) != len(baseline) or len(baseline) == 0:
         raise ValueError(
             f"candidate and baseline need the same, nonzero length; got {len(candidate)} and {len(baseline)}"
         )
-    diff, spread = mean_std([c - b for c, b in zip(candidate, baseline, strict=True)])
     n = len(baseline)
-    return {"diff": diff, "se": spread / math.sqrt(n), "noise": mean_std(baseline)[1], "n": n}
+    diffs = [c - b for c, b in zip(candidate, baseline, strict=True)]
+    diff, sd = mean_std(diffs)
+    if n >= 2:
+        se = sd / math.sqrt(n)
+        half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * se
+        low, high = diff - half, diff + half
+    else:
+        se = low = high = math.nan
+    wins = sum((d > 0) == higher_is_better and d != 0 for d in diffs)
+    return {
+        "diff": diff, "se": se, "low": low, "high": high, "n": n, "wins": wins,
+        "baseline_std": mean_std(baseline)[1], "verdict": verdict(low, high, n, higher_is_better=higher_is_better),
+    }  # fmt: skip
 
 
 def group(rows: Sequence[dict[str, Any]], by: str | Callable[[dict[str, Any]], Hashable]) -> dict[Any, list[dict]]:

@@ -286,9 +286,9 @@ def _train(
         loss_sum = torch.zeros((), device=device)
         for batch in loader:
             x = batch.x.contiguous(memory_format=torch.channels_last) if channels_last else batch.x
-            batch = batch._replace(x=x)
+            batch = method.prepare(batch._replace(x=x))
             with autocast():
-                logits = forward(x)
+                logits = forward(batch.x)
             loss = method.loss(model, batch, logits, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()

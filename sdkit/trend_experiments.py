@@ -10,10 +10,10 @@ a quarter of an hour on the same CPU (no GPU needed).
 
 Seeds. Repetition ``i`` uses seed ``1000 * i`` for a teacher and ``1000 * i + 1`` for its student; the student
 "trained alone" uses the student's seed too, so that a distilled student and its plain twin share their
-initialisation and data order and differ only in the teacher. Differences are reported as the mean over
-repetitions of the paired difference, next to the seed-to-seed standard deviation (the *noise*): a difference no
-larger than the noise is "within noise". With a handful of seeds this is a rule of thumb, not a significance test.
-``paired`` and ``verdict`` are :func:`sdkit.stats.paired` and :func:`sdkit.stats.verdict`.
+initialisation and data order and differ only in the teacher. Differences are judged with the book's one rule,
+:func:`sdkit.stats.paired`: the mean paired difference over repetitions with its 95% t-interval, "better" or
+"worse" only when the interval excludes 0. ``paired`` and ``verdict`` are :func:`sdkit.stats.paired` and
+:func:`sdkit.stats.verdict`.
 """
 
 from __future__ import annotations
@@ -686,10 +686,10 @@ def compression_table(result: dict[str, Any], amounts: Sequence[float] | None = 
 
 
 def pruning_verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per pruning fraction, the distilled student against its plain twin, paired over seeds: ``diff`` (accuracy
-    minus the twin's) with ``noise`` (the twin's seed-to-seed std) and ``verdict``; and ``drop_diff``, the same for
-    the accuracy *lost to pruning* (pruned minus unpruned, so that a student that starts lower is not blamed for
-    it) with ``drop_noise`` and ``drop_verdict``."""
+    """Per pruning fraction, the distilled student against its plain twin, :func:`sdkit.stats.paired` over seeds:
+    ``diff`` (accuracy minus the twin's) with its interval ``low``/``high`` and ``verdict``; and the same for the
+    accuracy *lost to pruning* (pruned minus unpruned, so that a student that starts lower is not blamed for it)
+    as ``drop_diff``, ``drop_low``, ``drop_high`` and ``drop_verdict``."""
 
     def accuracies(role: str, amount: float) -> list[float]:
         sel = [r for r in result["rows"] if r["model"] == role and r["variant"] == "pruned" and r["amount"] == amount]
@@ -703,8 +703,8 @@ def pruning_verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
         drop = paired(
             acc["distilled student"] - base["distilled student"], acc["student alone"] - base["student alone"]
         )
-        row = {"amount": amount, **p, "verdict": verdict(p["diff"], p["noise"])}
-        row.update(drop_diff=drop["diff"], drop_noise=drop["noise"], drop_verdict=verdict(drop["diff"], drop["noise"]))
+        row = {"amount": amount, **p}
+        row.update({f"drop_{k}": drop[k] for k in ("diff", "low", "high", "verdict")})
         out.append(row)
     return out
 

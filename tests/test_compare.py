@@ -50,6 +50,12 @@ def test_compare_runs_each_method_per_seed(digits):
     assert all(0.5 < r["test_accuracy"] <= 1.0 for r in rows)
 
 
+def test_compare_runs_the_baselines_and_dlb(digits):
+    rows = sdkit.compare(digits, ["plain", "ls", "mixup", "dlb"], seeds=[0], epochs=3, model="mlp", log=None)
+    assert [r["method"] for r in rows] == ["plain", "ls", "mixup", "dlb"]
+    assert all(0.8 < r["test_accuracy"] <= 1.0 for r in rows)
+
+
 def test_compare_rejects_bad_arguments(digits):
     with pytest.raises(ValueError, match="unknown method\\(s\\) \\['dml'\\]"):
         sdkit.compare(digits, ["dml"])

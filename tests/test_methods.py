@@ -124,7 +124,9 @@ def test_byot_heads_and_loss():
         sdkit.build_model("cnn", (1, 8, 8), 10, aux_heads=True)
 
 
-@pytest.mark.parametrize("make", [sdkit.PSKD, sdkit.CSKD, sdkit.TeacherFreeKD, sdkit.EMATeacher, sdkit.BYOT])
+@pytest.mark.parametrize(
+    "make", [sdkit.PSKD, sdkit.CSKD, sdkit.TeacherFreeKD, sdkit.EMATeacher, sdkit.BYOT, sdkit.DLB, sdkit.Mixup]
+)
 def test_every_method_trains_on_digits(digits, make):
     model = sdkit.build_model("resnet8", digits.input_shape, 10, aux_heads=make is sdkit.BYOT, width=0.5)
     history = sdkit.train(model, digits, method=make(), epochs=4, progress=False)
@@ -146,3 +148,79 @@ def test_a_conv_teacher_is_put_in_the_students_channels_last_layout(digits):
     x = digits.test.x[:16]
     nhwc = x.contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(method.teacher_logits(nhwc), teacher.eval()(x), atol=1e-5, rtol=1e-4)
+
+
+def test_dlb_revisits_half_the_last_batch_and_matches_its_formula():
+    # Shen et al. 2022: L_t = CE(z_t, y_t) + alpha * T^2 * KL(softmax(z_{t-1}(x_r) / T) || softmax(z_t(x_r) / T)),
+    # where x_r are the samples carried over from step t - 1 and z_{t-1}(x_r) their (detached) logits then
+    data = toy_data(n=12)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    method = sdkit.DLB(T=3.0, alpha=0.7)
+    method.setup(model, data, torch.device("cpu"), contextlib.nullcontext, epochs=1)
+    first = sdkit.Batch(data.train.x[:4], data.train.y[:4], torch.arange(4))
+    assert method.prepare(first) is first  # nothing to re-visit at the first step
+    z1 = model(first.x)
+    torch.testing.assert_close(method.loss(model, first, z1, 0), F.cross_entropy(z1, first.y))
+
+    second = sdkit.Batch(data.train.x[4:8], data.train.y[4:8], torch.arange(4, 8))
+    extended = method.prepare(second)
+    assert extended.index.tolist() == [4, 5, 6, 7, 0, 1]  # the new batch, then half of the last one
+    torch.testing.assert_close(extended.x[4:], first.x[:2])
+    with torch.no_grad():  # the weights move between the steps: the soft target is the old prediction
+        model[1].weight.add_(0.5)
+    z2 = model(extended.x)
+    old = z1[:2].detach()
+    expected = F.cross_entropy(z2, extended.y) + 0.7 * 9.0 * F.kl_div(
+        F.log_softmax(z2[4:] / 3.0, -1), F.log_softmax(old / 3.0, -1), reduction="batchmean", log_target=True
+    )
+    torch.testing.assert_close(method.loss(model, extended, z2, 0), expected)
+    torch.testing.assert_close(
+        manual_kl_t2(z2[4:], old, 3.0),
+        9.0
+        * F.kl_div(
+            F.log_softmax(z2[4:] / 3.0, -1), F.log_softmax(old / 3.0, -1), reduction="batchmean", log_target=True
+        ),
+    )
+    method.end_epoch(model, 0)
+    third = sdkit.Batch(data.train.x[8:], data.train.y[8:], torch.arange(8, 12))
+    assert method.prepare(third) is third  # an epoch starts afresh
+    with pytest.raises(ValueError, match="alpha"):
+        sdkit.DLB(alpha=-1.0)
+
+
+def test_mixup_mixes_inputs_and_labels_with_one_lambda():
+    torch.manual_seed(0)
+    data = toy_data(n=8)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    method = sdkit.Mixup(alpha=0.4)
+    batch = sdkit.Batch(data.train.x, data.train.y, torch.arange(8))
+    mixed = method.prepare(batch)
+    lam, perm = method.lam, method.perm
+    assert 0.0 <= lam <= 1.0 and sorted(perm.tolist()) == list(range(8))
+    torch.testing.assert_close(mixed.x, lam * batch.x + (1 - lam) * batch.x[perm])
+    z = model(mixed.x)
+    expected = lam * F.cross_entropy(z, batch.y) + (1 - lam) * F.cross_entropy(z, batch.y[perm])
+    torch.testing.assert_close(method.loss(model, mixed, z, 0), expected)
+    # lambda ~ Beta(alpha, alpha): its mean is 1/2 and its variance 1 / (4 (2 alpha + 1))
+    lams = []
+    for _ in range(4000):
+        method.prepare(batch)
+        lams.append(method.lam)
+    lams = torch.tensor(lams)
+    assert abs(float(lams.mean()) - 0.5) < 0.02 and abs(float(lams.var()) - 1 / (4 * 1.8)) < 0.01
+    with pytest.raises(ValueError, match="alpha"):
+        sdkit.Mixup(alpha=0.0)
+
+
+def test_label_smoothing_targets_teacher_free_kds_virtual_teacher():
+    data = toy_data(n=6, classes=3)
+    method = sdkit.LabelSmoothing(correct_prob=0.8)
+    method.setup(None, data, torch.device("cpu"), contextlib.nullcontext, epochs=1)
+    assert method.label_smoothing == pytest.approx(0.2 * 3 / 2)  # eps = (1 - p) C / (C - 1)
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    batch = sdkit.Batch(data.train.x, data.train.y, torch.arange(6))
+    q = virtual_teacher(batch.y, 3, 0.8)  # 0.8 on the label, 0.1 elsewhere
+    expected = -(q * torch.log_softmax(logits, -1)).sum(-1).mean()
+    torch.testing.assert_close(method.loss(None, batch, logits, 0), expected)
+    with pytest.raises(ValueError, match="correct_prob"):
+        sdkit.LabelSmoothing(correct_prob=0.0)

@@ -23,28 +23,48 @@ def test_mean_std_matches_the_statistics_module():
         stats.mean_std([])
 
 
-def test_verdict_rule():
-    assert stats.verdict(0.02, 0.01) == "better" and stats.verdict(-0.02, 0.01) == "worse"
-    assert stats.verdict(0.005, 0.01, 3) == "within noise"
-    assert stats.verdict(-0.01, 0.01, 3) == "within noise"  # equal to the spread: not beyond it
-    assert stats.verdict(-0.02, 0.01, higher_is_better=False) == "better"  # e.g. a lower ECE
-    assert stats.verdict(0.03, 0.02, higher_is_better=False) == "worse"
-    assert stats.verdict(0.5, float("nan"), 1) == stats.verdict(0.5, 0.1, 1) == "one seed: no verdict"
-    with pytest.raises(ValueError, match="noise=-1"):
-        stats.verdict(0.0, -1)
-    with pytest.raises(ValueError, match="diff=nan"):
-        stats.verdict(float("nan"), 0.1)
+def test_verdict_rule_is_the_interval_excluding_zero():
+    assert stats.verdict(0.001, 0.02, 5) == "better" and stats.verdict(-0.02, -0.001, 5) == "worse"
+    assert stats.verdict(-0.001, 0.02, 5) == "within noise"  # a positive mean whose interval holds 0
+    assert stats.verdict(0.0, 0.02, 5) == "within noise"  # touching 0 is not excluding it
+    assert stats.verdict(-0.03, -0.01, 5, higher_is_better=False) == "better"  # e.g. a lower ECE
+    assert stats.verdict(0.01, 0.03, 5, higher_is_better=False) == "worse"
+    assert stats.verdict(math.nan, math.nan, 1) == stats.verdict(0.1, 0.2, 1) == stats.NO_VERDICT
+    with pytest.raises(ValueError, match="low <= high"):
+        stats.verdict(0.2, 0.1, 5)
+    with pytest.raises(ValueError, match="finite"):
+        stats.verdict(math.nan, 0.1, 5)
 
 
-def test_paired_differences_by_hand():
-    # diffs (0.25, 0, -0.25): mean 0, sample std 0.25, so se = 0.25 / sqrt(3); a constant baseline has no noise
+def test_paired_interval_matches_scipys_paired_t_test():
+    from scipy.stats import ttest_rel
+
+    rng = random.Random(1)
+    for n in (2, 3, 5, 8):
+        base = [rng.uniform(0.8, 0.9) for _ in range(n)]
+        cand = [b + rng.gauss(0.004, 0.01) for b in base]
+        p = stats.paired(cand, base)
+        ci = ttest_rel(cand, base).confidence_interval(0.95)  # scipy's own paired t-interval
+        assert (p["low"], p["high"]) == (pytest.approx(ci.low, abs=1e-12), pytest.approx(ci.high, abs=1e-12))
+        assert p["diff"] == pytest.approx(statistics.mean([c - b for c, b in zip(cand, base, strict=True)]))
+        assert p["wins"] == sum(c > b for c, b in zip(cand, base, strict=True))
+        assert p["verdict"] == ("better" if ci.low > 0 else "worse" if ci.high < 0 else "within noise")
+
+
+def test_paired_by_hand_and_bad_input():
+    # diffs (0.25, 0, -0.25): mean 0, sample std 0.25, se = 0.25 / sqrt(3), t(0.975, 2) = 4.302653
     p = stats.paired([0.75, 0.5, 0.25], [0.5, 0.5, 0.5])
-    assert p == {"diff": 0.0, "se": pytest.approx(0.25 / math.sqrt(3)), "noise": 0.0, "n": 3}
-    # the verdict example of chapter 6: B beats A on 2 of 3 seeds by 0.05 / 3 on average, A's spread is 0.02
-    p = stats.paired([0.83, 0.87, 0.81], [0.80, 0.84, 0.82])
-    assert p["diff"] == pytest.approx(0.05 / 3) and p["noise"] == pytest.approx(0.02)
+    half = 4.302652729911275 * 0.25 / math.sqrt(3)
+    assert p["diff"] == 0.0 and p["se"] == pytest.approx(0.25 / math.sqrt(3)) and p["baseline_std"] == 0.0
+    assert (p["low"], p["high"]) == (pytest.approx(-half), pytest.approx(half)) and p["verdict"] == "within noise"
+    # consistent small gains on 5 seeds are "better" even when the baseline's own spread is larger
+    p = stats.paired([0.91, 0.86, 0.95, 0.89, 0.93], [0.90, 0.85, 0.94, 0.88, 0.92])
+    assert p["verdict"] == "better" and p["wins"] == 5 and p["baseline_std"] > p["diff"]
+    # lower is better: the wins count and the verdict follow the direction
+    p = stats.paired([0.1, 0.2, 0.3], [0.2, 0.3, 0.4], higher_is_better=False)
+    assert p["verdict"] == "better" and p["wins"] == 3
     one = stats.paired([0.9], [0.8])
-    assert one["diff"] == pytest.approx(0.1) and math.isnan(one["se"]) and math.isnan(one["noise"])
+    assert one["diff"] == pytest.approx(0.1) and math.isnan(one["low"]) and one["verdict"] == stats.NO_VERDICT
     with pytest.raises(ValueError, match="same, nonzero length"):
         stats.paired([1.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="same, nonzero length"):
