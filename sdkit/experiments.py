@@ -53,6 +53,8 @@ __all__ = [
     "mean_std",
     "summarize",
     "compare_paired",
+    "refresh_verdicts",
+    "compression_comparisons",
     "verdict",
     "format_table",
     "tables",
@@ -279,11 +281,7 @@ def run_compression(cfg: dict[str, Any], device: str | torch.device = "auto", lo
         student = make(cfg["comp_student"], cfg["comp_student_width"], seed + 1)  # the same initial weights
         rows.append(fit(student, seed, "distilled", teacher=teacher, T=cfg["T"], alpha=cfg["alpha"]))
     metrics = ("accuracy", "nll", "ece", "seconds")
-    students = [r for r in rows if r["role"] != "teacher"]
-    comparisons = [
-        compare_paired(students, m, key="role", candidate="distilled", baseline="alone", higher_is_better=hib)
-        for m, hib in (("accuracy", True), ("nll", False), ("ece", False))
-    ]
+    comparisons = compression_comparisons(rows)
     return {
         "data": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
         "teacher": {"model": cfg["comp_teacher"], "width": cfg["comp_teacher_width"], **model_size(teacher)},
@@ -293,6 +291,43 @@ def run_compression(cfg: dict[str, Any], device: str | torch.device = "auto", lo
         "comparisons": comparisons,
         "wall_seconds": time.perf_counter() - started,
     }
+
+
+def compression_comparisons(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distilled student against the student trained alone (same seeds): accuracy, NLL, ECE."""
+    students = [r for r in rows if r["role"] != "teacher"]
+    return [
+        compare_paired(students, m, key="role", candidate="distilled", baseline="alone", higher_is_better=hib)
+        for m, hib in (("accuracy", True), ("nll", False), ("ece", False))
+    ]
+
+
+def _versus(rows: Sequence[dict[str, Any]]) -> Callable[..., list[dict[str, Any]]]:
+    """``versus(metric, higher, index)``: every born-again generation against generation 0, on ``rows``."""
+    students = sorted({r["generation"] for r in rows} - {0})
+
+    def versus(metric: str, higher: bool, index: int | None = None) -> list[dict[str, Any]]:
+        return [compare_paired(rows, metric, key="generation", candidate=g, baseline=0, higher_is_better=higher,
+                               index=index) for g in students]  # fmt: skip
+
+    return versus
+
+
+def refresh_verdicts(result: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an applications result (:func:`run_applications`) whose comparisons are recomputed from its
+    per-seed rows with the current verdict rule, so that results committed under an earlier rule are judged like
+    new ones. The rows themselves are untouched."""
+    out = copy.deepcopy(result)
+    out["compression"]["comparisons"] = compression_comparisons(out["compression"]["rows"])
+    gen, rob = out["generalization"], out["robustness"]
+    versus = _versus(gen["rows"])
+    gen["comparisons"] = versus("accuracy", True) + versus("nll", False) + versus("ece", False)
+    out["calibration"]["comparisons"] = versus("ece", False)
+    rows = [{**g, **r} for g, r in zip(gen["rows"], rob["rows"], strict=True)]
+    curve = _versus(rows)
+    for name, points in (("noise", rob["sigmas"]), ("fgsm", rob["epsilons"])):
+        rob[f"{name}_comparisons"] = [curve(name, True, i) for i in range(len(points))]
+    return out
 
 
 def run_born_again(cfg: dict[str, Any], device: str | torch.device = "auto", log: Log = print) -> dict[str, Any]:
@@ -331,11 +366,7 @@ def run_born_again(cfg: dict[str, Any], device: str | torch.device = "auto", log
                     f"FGSM@{cfg['epsilons'][-1]} {fgsm[-1]:.4f} ({row['seconds']:.1f} s)")  # fmt: skip
     targets = data.test.y.repeat(cfg["seeds"])
     bins = {str(g): reliability_bins(torch.cat(p), targets, cfg["n_bins"]) for g, p in probs.items()}
-    students = range(1, gens_n + 1)
-
-    def versus(metric: str, higher: bool, index: int | None = None) -> list[dict[str, Any]]:
-        return [compare_paired(rows, metric, key="generation", candidate=g, baseline=0, higher_is_better=higher,
-                               index=index) for g in students]  # fmt: skip
+    versus = _versus(rows)
 
     def curve(metric: str, points: Sequence[float]) -> list[list[dict[str, Any]]]:
         return [versus(metric, True, i) for i in range(len(points))]

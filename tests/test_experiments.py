@@ -19,12 +19,14 @@ def test_compare_paired_hand_example():
     ]
     out = ex.compare_paired(rows, "acc", key="g", candidate=1, baseline=0)
     assert out["diffs"] == pytest.approx([0.03, 0.03, -0.01])  # paired by seed, in the baseline's seed order
-    assert out["diff"] == pytest.approx(0.05 / 3) and out["noise"] == pytest.approx(0.02)
-    assert out["n_better"] == 2 and out["verdict"] == "within noise"
+    assert out["diff"] == pytest.approx(0.05 / 3) and out["baseline_std"] == pytest.approx(0.02)
+    assert out["n_better"] == out["wins"] == 2 and out["verdict"] == "within noise"
     assert "+0.0167" in out["text"] and "2 of 3" in out["text"] and "g 0" in out["text"]
     curve = ex.compare_paired(rows, "c", key="g", candidate=1, baseline=0, index=1)
-    assert curve["diff"] == pytest.approx(0.8 / 3) and curve["noise"] == pytest.approx(0.1)
-    assert curve["verdict"] == "better"
+    # diffs (0.2, 0.2, 0.4): mean 0.2667, sd 0.1155, t(0.975, 2) = 4.3027: the interval reaches below 0
+    half = 4.302652729911275 * 0.11547005383792516 / 3**0.5
+    assert curve["diff"] == pytest.approx(0.8 / 3) and curve["low"] == pytest.approx(0.8 / 3 - half)
+    assert curve["verdict"] == "within noise" and "95% interval -0.02" in curve["text"]
     lower = ex.compare_paired(rows, "acc", key="g", candidate=1, baseline=0, higher_is_better=False)
     assert lower["n_better"] == 1
     with pytest.raises(ValueError, match="no seed"):

@@ -10,7 +10,8 @@ on the clean test set, the train-test gap, test NLL and ECE, and wall time.
 Methods: ``plain`` (cross-entropy), the baselines ``ls`` (label smoothing at teacher-free KD's target) and
 ``mixup``, the single-run self-distillation methods ``tfkd``, ``pskd``, ``cskd``, ``dlb``, and born-again networks
 with the converged plain model of the same seed as teacher (``ban``) or its early-stopped weights (best validation
-accuracy on the noisy validation labels, ``ban-es``).
+accuracy on the noisy validation labels, ``ban-es``). ``plain-es`` is that early-stopped teacher itself: the
+baseline that tells whether ``ban-es`` gains anything beyond early stopping.
 
 Every cell is written to its own JSON file (atomically), so separate processes can fill the grid in parallel:
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import sys
 import time
@@ -41,9 +43,13 @@ from ..evaluate import evaluate
 from ..methods import CSKD, DLB, PSKD, LabelSmoothing, Method, Mixup, TeacherFreeKD
 from ..models import build_model
 from ..train import History, train
+from ..trend_experiments import Table
 from ..utils import atomic_write_json, machine_info
 
-__all__ = ["CELLS", "BUDGETS", "METHODS", "noisy_labels", "CONFUSIONS", "run_cell", "load_grid", "gains", "main"]
+__all__ = [
+    "CELLS", "BUDGETS", "METHODS", "AXES", "noisy_labels", "CONFUSIONS", "run_cell", "load_grid", "gains",
+    "headline", "gain_table", "claims_table", "verdict_counts", "plot_regime_map", "main",
+]  # fmt: skip
 
 #: Class-dependent noise: a label flips to a look-alike class (Fashion-MNIST's confusions: tops, then shoes).
 CONFUSIONS = {
@@ -68,17 +74,18 @@ CELLS: dict[str, dict[str, Any]] = {
 CELL_DEFAULTS = dict(noise=0.0, kind="symmetric", augment=False, width=1.0)
 
 #: The methods, in report order; "plain" is the baseline of every verdict.
-METHODS = ("plain", "ls", "mixup", "tfkd", "pskd", "cskd", "dlb", "ban", "ban-es")
+METHODS = ("plain", "ls", "mixup", "tfkd", "pskd", "cskd", "dlb", "ban", "ban-es", "plain-es")
 SINGLE_RUN: dict[str, Callable[[], Method]] = {
     "ls": LabelSmoothing, "mixup": Mixup, "tfkd": TeacherFreeKD, "pskd": PSKD, "cskd": CSKD, "dlb": DLB,
 }  # fmt: skip
 
 #: quick: what CI runs in the chapter (the shipped sample, few steps, 2 seeds); full: the committed grid.
+#: ``live``: the cells chapter 06 runs live in that mode.
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": dict(dataset="fashion-mnist-sample", model="mlp", steps=60, seeds=2, lr=0.05, val_fraction=0.05,
-                  cells=("n500", "n500-sym40"), test_size=1000),
+                  cells=("n500", "n500-sym40"), live=("n500", "n500-sym40"), test_size=1000),
     "full": dict(dataset="fashion-mnist", model="mlp", steps=1000, seeds=5, lr=0.05, val_fraction=0.02,
-                 cells=tuple(CELLS), test_size=None),
+                 cells=tuple(CELLS), live=("n1000", "n2000-sym40"), test_size=None),
 }  # fmt: skip
 CELLS["n500-sym40"] = dict(n=500, noise=0.4)  # the quick budget's noisy cell
 
@@ -153,7 +160,7 @@ def _run_seed(cell: dict[str, Any], budget: dict[str, Any], seed: int, methods: 
 
     for method in methods:
         start = time.perf_counter()
-        if method == "plain" or (method.startswith("ban") and plain is None):
+        if method == "plain" or (method in ("ban", "ban-es", "plain-es") and plain is None):
             plain = make(seed)
             train(plain, data, on_epoch_end=keep_best, **kwargs)
             plain_seconds = time.perf_counter() - start
@@ -161,6 +168,9 @@ def _run_seed(cell: dict[str, Any], budget: dict[str, Any], seed: int, methods: 
                 start = time.perf_counter()
         if method == "plain":
             net, seconds = plain, plain_seconds
+        elif method == "plain-es":
+            net, seconds = make(seed), plain_seconds
+            net.load_state_dict(early["state"])
         elif method in ("ban", "ban-es"):
             teacher = plain
             if method == "ban-es":
@@ -181,7 +191,7 @@ def _run_seed(cell: dict[str, Any], budget: dict[str, Any], seed: int, methods: 
             "test_accuracy": test["accuracy"], "test_nll": test["nll"], "test_ece": test["ece"], "seconds": seconds,
         }  # fmt: skip
         row["gap"] = row["train_accuracy"] - row["test_accuracy"]
-        if method == "ban-es":
+        if method in ("ban-es", "plain-es"):
             row["teacher_epoch"] = early["epoch"]
         rows.append(row)
         if log:
@@ -191,11 +201,12 @@ def _run_seed(cell: dict[str, Any], budget: dict[str, Any], seed: int, methods: 
 
 
 def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHODS, seeds: int | None = None,
-             device: str = "cpu", out: str | Path | None = None, command: str = "",
+             device: str = "cpu", out: str | Path | None = None, merge: bool = False, command: str = "",
              log: Callable[[str], None] | None = print) -> dict[str, Any]:  # fmt: skip
     """Train every method in ``methods`` on cell ``name`` of :data:`CELLS` for ``seeds`` seeds (the budget's
     count by default); return (and with ``out``, write to ``out/{name}.json``) the cell, budget, rows, machine,
-    date and wall time.
+    date and wall time. With ``merge=True`` an existing file of the same cell and budget keeps its rows of the
+    other methods (a later pass adds methods to a measured cell; its command and wall time are appended).
 
     >>> result = run_cell("n500", "quick", methods=("plain", "ls"), seeds=2, log=None)
     >>> sorted({row["method"] for row in result["rows"]}), len(result["rows"])
@@ -218,47 +229,193 @@ def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHO
         if log:
             log(f"cell {name} {spec}, seed {seed}")
         rows += _run_seed(spec, cfg, seed, methods, device, log)
+    config = {k: v for k, v in cfg.items() if k not in ("cells", "live")}
     result = {
-        "cell": name, "spec": spec, "budget": budget, "config": {k: v for k, v in cfg.items() if k != "cells"},
+        "cell": name, "spec": spec, "budget": budget, "config": config,
         "methods": list(methods), "seeds": n_seeds, "rows": rows, "command": command,
         "machine": machine_info(device), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": time.perf_counter() - start,
     }  # fmt: skip
-    if out is not None:
-        atomic_write_json(Path(out) / f"{name}.json", result)
+    path = Path(out) / f"{name}.json" if out is not None else None
+    if merge and path is not None and path.exists():
+        old = json.loads(path.read_text())
+        if (old["budget"], old["spec"], old["seeds"]) != (budget, spec, n_seeds):
+            raise ValueError(f"{path} holds budget {old['budget']!r}, cell {old['spec']}, {old['seeds']} seeds; "
+                             f"this pass has {budget!r}, {spec}, {n_seeds}: they must match to merge")  # fmt: skip
+        kept = [r for r in old["rows"] if r["method"] not in methods]
+        result["rows"] = kept + rows
+        result["methods"] = [m for m in old["methods"] if m not in methods] + list(methods)
+        result["passes"] = old.get("passes", [{k: old[k] for k in ("command", "date", "wall_seconds", "methods")}])
+        result["passes"].append({k: result[k] for k in ("command", "date", "wall_seconds")} | {"methods": methods})
+        result["wall_seconds"] = sum(p["wall_seconds"] for p in result["passes"])
+    if path is not None:
+        atomic_write_json(path, result)
     return result
 
 
 def load_grid(folder: str | Path) -> dict[str, dict[str, Any]]:
     """Every cell result in ``folder`` (``*.json`` written by :func:`run_cell`), by cell name, in grid order."""
-    import json
-
     found = {json.loads(p.read_text())["cell"]: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
     order = [c for c in CELLS if c in found]
     return {c: found[c] for c in order}
 
 
-def gains(result: dict[str, Any], metric: str = "test_accuracy", *, higher_is_better: bool = True
-          ) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Per method (not plain), :func:`sdkit.stats.paired` of ``metric`` against plain over the cell's seeds.
+def gains(result: dict[str, Any], metric: str = "test_accuracy", *, higher_is_better: bool = True,
+          baseline: str = "plain") -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Per method (other than ``baseline``), :func:`sdkit.stats.paired` of ``metric`` against ``baseline`` over the
+    cell's seeds.
 
     >>> rows = [{"method": m, "seed": s, "test_accuracy": a} for m, s, a in
     ...         [("plain", 0, 0.80), ("plain", 1, 0.82), ("ls", 0, 0.81), ("ls", 1, 0.84)]]
     >>> g = gains({"rows": rows})["ls"]
     >>> round(g["diff"], 3), g["wins"], g["verdict"]
     (0.015, 2, 'within noise')
+    >>> round(gains({"rows": rows}, baseline="ls")["plain"]["diff"], 3)
+    -0.015
     """
     by = stats.group(result["rows"], "method")
-    base = {r["seed"]: r[metric] for r in by["plain"]}
+    if baseline not in by:
+        raise ValueError(f"baseline {baseline!r} has no rows in this cell; methods: {sorted(by)}")
+    base = {r["seed"]: r[metric] for r in by[baseline]}
     out = {}
     for method, rows in by.items():
-        if method == "plain":
+        if method == baseline:
             continue
         cand = {r["seed"]: r[metric] for r in rows}
         seeds = sorted(set(base) & set(cand))
         out[method] = stats.paired([cand[s] for s in seeds], [base[s] for s in seeds],
                                    higher_is_better=higher_is_better)  # fmt: skip
     return out
+
+
+def headline(grid: dict[str, dict[str, Any]], cell: str, method: str, baseline: str = "plain") -> str:
+    """One sentence: ``method`` against ``baseline`` in ``cell`` (test accuracy, points, 95% interval, wins).
+
+    >>> rows = [{"method": m, "seed": s, "test_accuracy": a} for m, s, a in
+    ...         [("plain", 0, 0.80), ("plain", 1, 0.82), ("dlb", 0, 0.83), ("dlb", 1, 0.85)]]
+    >>> headline({"n500": {"rows": rows}}, "n500", "dlb")
+    'n500: dlb - plain = +3.00 points [+3.00, +3.00], 2/2 seeds: better'
+    """
+    p = gains(grid[cell], baseline=baseline)[method]
+    return (f"{cell}: {method} - {baseline} = {100 * p['diff']:+.2f} points [{100 * p['low']:+.2f}, "
+            f"{100 * p['high']:+.2f}], {p['wins']}/{p['n']} seeds: {p['verdict']}")  # fmt: skip
+
+
+#: The two axes of the regime map: clean data of growing size, and symmetric label noise at 2,000 images.
+AXES: dict[str, list[tuple[str, float]]] = {
+    "size": [("n500", 500), ("n1000", 1000), ("n2000", 2000), ("n5000", 5000)],
+    "noise": [("n2000", 0.0), ("n2000-sym20", 0.2), ("n2000-sym40", 0.4), ("n2000-sym60", 0.6)],
+}
+_MARK = {"better": "▲", "worse": "▼", "within noise": "·"}
+
+
+def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
+    return stats.mean_std([r[key] for r in rows])[0]
+
+
+def gain_table(grid: dict[str, dict[str, Any]], metric: str = "test_accuracy", *, higher_is_better: bool = True,
+               scale: float = 100.0, intervals: bool = False) -> Table:  # fmt: skip
+    """One row per cell: plain's mean ``metric`` and every method's paired difference from plain with its verdict
+    mark (▲ better, ▼ worse, · within noise), in units of ``scale`` (points for accuracy); with ``intervals`` also
+    the 95% interval of each difference.
+
+    >>> rows = [{"method": m, "seed": s, "test_accuracy": a} for m, s, a in
+    ...         [("plain", 0, 0.80), ("plain", 1, 0.82), ("dlb", 0, 0.83), ("dlb", 1, 0.85)]]
+    >>> print(gain_table({"n500": {"cell": "n500", "rows": rows}}, intervals=True))
+    | cell | plain | dlb |
+    |---|---|---|
+    | n500 | 81.00 | +3.00 [+3.00, +3.00] ▲ |
+    >>> print(gain_table({"n500": {"cell": "n500", "rows": rows}}).rows)
+    [['n500', '81.00', '+3.00 ▲']]
+    """
+    methods = [m for m in METHODS if any(m in {r["method"] for r in res["rows"]} for res in grid.values())]
+    methods.remove("plain")
+    rows = []
+    for name, res in grid.items():
+        g = gains(res, metric, higher_is_better=higher_is_better)
+        plain = [r for r in res["rows"] if r["method"] == "plain"]
+        cells = [f"{scale * _mean(plain, metric):.2f}"]
+        for m in methods:
+            if m not in g:
+                cells.append("-")
+                continue
+            p = g[m]
+            interval = f" [{scale * p['low']:+.2f}, {scale * p['high']:+.2f}]" if intervals else ""
+            cells.append(f"{scale * p['diff']:+.2f}{interval} {_MARK.get(p['verdict'], '')}".rstrip())
+        rows.append([name, *cells])
+    return Table(["cell", "plain", *methods], rows)
+
+
+def claims_table(grid: dict[str, dict[str, Any]]) -> Table:
+    """What the seed claims, measured: per cell and method, the means over seeds of training accuracy (on the
+    labels trained on), clean training accuracy, test accuracy, the train-test gap (points), test NLL and ECE."""
+    rows = []
+    for name, res in grid.items():
+        for method, members in stats.group(res["rows"], "method").items():
+            rows.append([name, method] + [f"{100 * _mean(members, k):.1f}" for k in
+                         ("train_accuracy", "train_clean_accuracy", "test_accuracy", "gap")]
+                        + [f"{_mean(members, k):.3f}" for k in ("test_nll", "test_ece")])  # fmt: skip
+    header = ["cell", "method", "train acc", "train acc (clean labels)", "test acc", "gap", "test NLL", "test ECE"]
+    return Table(header, rows)
+
+
+def verdict_counts(grid: dict[str, dict[str, Any]], metric: str = "test_accuracy") -> dict[str, dict[str, list]]:
+    """For each method, the cells where its test accuracy verdict against plain is better / within noise / worse.
+
+    >>> rows = [{"method": m, "seed": s, "test_accuracy": a} for m, s, a in
+    ...         [("plain", 0, 0.80), ("plain", 1, 0.82), ("dlb", 0, 0.83), ("dlb", 1, 0.85)]]
+    >>> verdict_counts({"n500": {"rows": rows}})["dlb"]
+    {'better': ['n500'], 'within noise': [], 'worse': []}
+    """
+    out: dict[str, dict[str, list]] = {}
+    for name, res in grid.items():
+        for method, p in gains(res, metric).items():
+            out.setdefault(method, {"better": [], "within noise": [], "worse": []})[p["verdict"]].append(name)
+    return out
+
+
+def _errorbar(ax, xs: Sequence[float], ps: Sequence[dict[str, Any]], **kwargs: Any) -> None:
+    """Mean paired differences (points) with their asymmetric 95% intervals."""
+    diffs = [100 * p["diff"] for p in ps]
+    below = [100 * (p["diff"] - p["low"]) for p in ps]
+    above = [100 * (p["high"] - p["diff"]) for p in ps]
+    ax.errorbar(xs, diffs, yerr=[below, above], marker="o", ms=4, capsize=2, lw=1, **kwargs)
+
+
+def plot_regime_map(grid: dict[str, dict[str, Any]], methods: Sequence[str] | None = None, *, title: str = ""):
+    """The regime map: each method's test-accuracy gain over plain (points, mean and 95% interval over seeds)
+    against training-set size (clean labels), against the symmetric label-noise rate (2,000 images), and in the
+    grid's other cells. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in (methods or METHODS) if m != "plain"]
+    on_axis = {name for axis in AXES.values() for name, _ in axis}
+    others = [c for c in grid if c not in on_axis]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), dpi=90, width_ratios=[1, 1, 0.8], sharey=True)
+    labels = {"size": "training images (clean labels)", "noise": "symmetric label noise (2,000 images)"}
+    for ax, (axis, label) in zip(axes, labels.items(), strict=False):
+        points = [(name, x) for name, x in AXES[axis] if name in grid]
+        position = {name: (x if axis == "noise" else math.log10(x)) for name, x in points}
+        for k, m in enumerate(methods):
+            found = [(position[name] + 0.012 * k, gains(grid[name])[m]) for name, _ in points if m in gains(grid[name])]
+            if found:
+                _errorbar(ax, [x for x, _ in found], [p for _, p in found], label=m)
+        ax.set_xticks(list(position.values()), [f"{x:.0%}" if axis == "noise" else f"{x:,}" for _, x in points])
+        ax.set_xlabel(label)
+    for k, m in enumerate(methods):
+        found = [(i + 0.06 * k, gains(grid[c])[m]) for i, c in enumerate(others) if m in gains(grid[c])]
+        if found:
+            _errorbar(axes[2], [x for x, _ in found], [p for _, p in found], ls="none")
+    axes[2].set_xticks(range(len(others)), others, rotation=30, fontsize=8)
+    axes[2].set_xlabel("other cells")
+    for ax in axes:
+        ax.axhline(0, color="0.3", lw=0.8, ls="--")
+    axes[0].set_ylabel("test accuracy minus plain (points)")
+    axes[1].legend(fontsize=7, ncol=2, loc="upper left")
+    default = "gain over plain training (95% interval over seeds; above the dashed line = better)"
+    fig.suptitle(title or default, fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -270,12 +427,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the budget's)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", default="book/results/regimes", help="folder for the cell files")
+    parser.add_argument("--merge", action="store_true", help="add these methods' rows to existing cell files")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cells = args.cells or [c for c in BUDGETS[args.budget]["cells"] if not (Path(args.out) / f"{c}.json").exists()]
+    done = lambda c: (Path(args.out) / f"{c}.json").exists() and not args.merge  # noqa: E731
+    cells = args.cells or [c for c in BUDGETS[args.budget]["cells"] if not done(c)]
     command = "python -m sdkit.book.regimes " + " ".join(sys.argv[1:] if argv is None else argv)
     for name in cells:
-        result = run_cell(name, args.budget, methods=args.methods, seeds=args.seeds, out=args.out, command=command)
+        result = run_cell(name, args.budget, methods=args.methods, seeds=args.seeds, out=args.out, merge=args.merge,
+                          command=command)  # fmt: skip
         print(f"cell {name}: {result['wall_seconds']:.0f} s -> {Path(args.out) / (name + '.json')}", flush=True)
 
 
