@@ -37,6 +37,7 @@ __all__ = [
     "BatchLoader",
     "load_dataset",
     "read_idx",
+    "DamagedFileError",
     "augment_batch",
 ]
 
