@@ -211,8 +211,11 @@ def write_cifar10(root: Path) -> Path:
             "data": rng.integers(0, 256, (8, 3072), dtype=np.uint8),
             "filenames": [f"{name}_{i}.png" for i in range(8)],
         }
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f, protocol=2)  # the official files are protocol-2 pickles of these dicts
+        # the official files are protocol-2 pickles of these dicts written under numpy 1, which names its array
+        # constructor numpy.core.multiarray._reconstruct (numpy 2 writes numpy._core): write that name
+        data = pickle.dumps(batch, protocol=2).replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+        assert b"cnumpy.core.multiarray\n_reconstruct\n" in data
+        (folder / name).write_bytes(data)
     return folder
 
 
