@@ -119,29 +119,38 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], 
         reason = os.strerror(cause.errno) if cause.errno else str(cause)
         message = f"could not write {what} {path}: {reason[:1].lower()}{reason[1:]} ({previous})"
         fix = _FIXES.get(cause.errno)
-        error = type(cause)(f"{message}; {fix}" if fix else message)
+        message = f"{message}; {fix}" if fix else message
+        try:
+            error = type(cause)(message)  # the same class (PermissionError, ...) so that except clauses still match
+        except TypeError:  # an OSError subclass with another constructor
+            error = OSError(message)
         error.errno = cause.errno  # callers can still test err.errno == errno.ENOSPC
         raise error from err
     return path
 
 
 _FIXES = {
-    errno.ENOSPC: "free some space or write to another folder",
-    errno.EDQUOT: "free some space (disk quota exceeded) or write to another folder",
-    errno.EROFS: "the folder is on a read-only file system: write to another folder",
-    errno.EACCES: "make the folder writable or write to another folder",
-    errno.EPERM: "make the folder writable or write to another folder",
+    code: fix
+    for code, fix in [
+        (errno.ENOSPC, "free some space or write to another folder"),
+        (getattr(errno, "EDQUOT", None), "free some space (disk quota exceeded) or write to another folder"),
+        (errno.EROFS, "the folder is on a read-only file system: write to another folder"),
+        (errno.EACCES, "make the folder writable or write to another folder"),
+        (errno.EPERM, "make the folder writable or write to another folder"),
+    ]
+    if code is not None  # EDQUOT is not defined everywhere
 }
 
 
 def _os_error(err: BaseException) -> OSError | None:
-    """The ``OSError`` behind ``err``: itself, or one it was raised from (``torch.save`` wraps write errors)."""
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, OSError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
+    """The ``OSError`` behind ``err``: itself, or the one a ``RuntimeError`` was raised from or during (torch's
+    C++ writer may wrap a failed write). Any other exception is a bug in what was written, not a disk problem."""
+    if isinstance(err, OSError):
+        return err
+    if isinstance(err, RuntimeError):
+        inner = err.__cause__ or err.__context__
+        if isinstance(inner, OSError):
+            return inner
     return None
 
 
