@@ -206,14 +206,14 @@ def _load_mnist_like(folders: list[Path]) -> tuple[np.ndarray, ...] | None:
     """
     stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     for folder in folders:
-        paths = [_find_idx(folder, s) for s in stems]
-        if all(paths):
-            arrays = tuple(read_idx(p) for p in paths)  # type: ignore[arg-type]
-            for (images, labels), (x_path, y_path) in ((arrays[:2], paths[:2]), (arrays[2:], paths[2:])):
+        found = [_find_idx(folder, s) for s in stems]
+        paths = [p for p in found if p is not None]
+        if len(paths) == len(stems):
+            arrays = tuple(read_idx(p) for p in paths)
+            for images, labels, x_path, y_path in ((*arrays[:2], *paths[:2]), (*arrays[2:], *paths[2:])):
                 if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-                    raise _damaged(x_path if images.ndim != 3 else y_path,  # type: ignore[arg-type]
-                                   f"{images.shape} images in {x_path.name} do not match "  # type: ignore[union-attr]
-                                   f"{labels.shape} labels in {y_path.name}")  # type: ignore[union-attr]  # fmt: skip
+                    why = f"{images.shape} images in {x_path.name} do not match {labels.shape} labels in {y_path.name}"
+                    raise _damaged(x_path if images.ndim != 3 else y_path, why)
             return arrays
     return None
 
