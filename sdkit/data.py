@@ -12,10 +12,13 @@ no worker process: on small images that is where most of a ``DataLoader`` loop's
 
 from __future__ import annotations
 
+import _compat_pickle
+import codecs
 import gzip
 import os
 import pickle
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,7 @@ __all__ = [
     "BatchLoader",
     "load_dataset",
     "read_idx",
+    "DamagedFileError",
     "augment_batch",
 ]
 
@@ -129,26 +133,62 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (the MNIST / Fashion-MNIST format), gzipped or not, into a numpy array.
 
     Header: two zero bytes, a type code (0x08 = uint8), the number of dimensions, then each dimension as a
-    big-endian uint32.
+    big-endian uint32. A damaged file (truncated, or a gzip stream whose bytes or checksum are wrong) raises
+    ``ValueError`` naming the file; nothing is half-loaded.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "labels-idx1-ubyte"
     >>> _ = path.write_bytes(bytes([0, 0, 0x08, 1]) + (3).to_bytes(4, "big") + bytes([7, 2, 1]))
     >>> read_idx(path)
     array([7, 2, 1], dtype=uint8)
+    >>> _ = path.write_bytes(path.read_bytes()[:-1])  # one byte short
+    >>> try:
+    ...     read_idx(path)
+    ... except ValueError as err:
+    ...     what, fix = str(err).replace(str(path.parent), "FOLDER").split("; ")
+    >>> print(what, fix, sep="\\n")
+    FOLDER/labels-idx1-ubyte is damaged: truncated (the header says shape (3,) but it holds 2 values)
+    delete it and pass download=True (CLI: --download) to fetch it again, or replace it with an intact copy
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error) as err:
+        # gzip raises EOFError when the stream is cut, BadGzipFile (an OSError) for a bad header or CRC, and
+        # zlib.error for flipped bytes inside the compressed data
+        raise _damaged(path, f"{type(err).__name__}: {err}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic {data[:4]!r}); re-download it")
+        raise _damaged(path, f"not an IDX file of unsigned bytes (bad magic {data[:4]!r})")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise _damaged(path, f"truncated inside the header ({len(data)} bytes for {ndim} dimensions)")
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: header says shape {shape} but holds {body.size} values; re-download it")
+        raise _damaged(path, f"truncated (the header says shape {shape} but it holds {body.size} values)")
     return body.reshape(shape)
+
+
+class DamagedFileError(ValueError):
+    """A data file exists but cannot be read (truncated, corrupted, or not in its format)."""
+
+
+def _damaged(path: Path, why: str) -> DamagedFileError:
+    return DamagedFileError(f"{path} is damaged: {why}; {_refetch_hint(path)}")
+
+
+def _refetch_hint(path: Path) -> str:
+    """How to get an intact copy of ``path`` back, depending on who put it there."""
+    path = Path(path).absolute()
+    if path.is_relative_to(FASHION_MNIST_SAMPLE.absolute()):
+        return "reinstall sdkit (pip install --force-reinstall self-distillation-executed), which ships this sample"
+    if path.is_relative_to(DEBIAN_FASHION_MNIST):
+        return "reinstall Debian's package (sudo apt-get install --reinstall dataset-fashion-mnist)"
+    return "delete it and pass download=True (CLI: --download) to fetch it again, or replace it with an intact copy"
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
@@ -159,22 +199,98 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
 
 
 def _load_mnist_like(folders: list[Path]) -> tuple[np.ndarray, ...] | None:
-    """Return (train_x, train_y, test_x, test_y) from the first folder holding all four IDX files."""
+    """Return (train_x, train_y, test_x, test_y) from the first folder holding all four IDX files.
+
+    A damaged file raises :class:`DamagedFileError` (naming it and how to fetch it again) rather than falling back
+    to another folder: the user should learn that the copy they pointed at is broken.
+    """
     stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     for folder in folders:
-        paths = [_find_idx(folder, s) for s in stems]
-        if all(paths):
-            return tuple(read_idx(p) for p in paths)  # type: ignore[arg-type]
+        found = [_find_idx(folder, s) for s in stems]
+        paths = [p for p in found if p is not None]
+        if len(paths) == len(stems):
+            arrays = tuple(read_idx(p) for p in paths)
+            for images, labels, x_path, y_path in ((*arrays[:2], *paths[:2]), (*arrays[2:], *paths[2:])):
+                if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                    why = f"{images.shape} images in {x_path.name} do not match {labels.shape} labels in {y_path.name}"
+                    raise _damaged(x_path if images.ndim != 3 else y_path, why)
+            return arrays
     return None
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR batches, which are dicts of numpy arrays, lists and strings, and nothing else.
+
+    A pickle names the functions it calls while loading; a planted file could name ``os.system``. This unpickler
+    admits only the few numpy constructors an array needs and refuses every other name, so loading a file from
+    someone else cannot run code.
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        # Python 2 names (the official files are Python 2 pickles: __builtin__, ...) under their Python 3 names
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        found = _CIFAR_GLOBALS.get((module, name))
+        if found is None:
+            raise _UnsafePickle(f"{module}.{name}")
+        return found
+
+
+class _UnsafePickle(pickle.UnpicklingError):
+    """A pickle asked for a global outside the CIFAR allow-list."""
+
+
+def _cifar_globals() -> dict[tuple[str, str], object]:
+    try:  # numpy >= 2 keeps the implementation in numpy._core; files written under numpy 1 name numpy.core
+        from numpy._core import multiarray, numeric  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - numpy 1
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct  # an ndarray (protocol <= 4)
+        allowed[(f"{package}.multiarray", "scalar")] = multiarray.scalar  # a numpy scalar, e.g. an np.int64 label
+        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer  # an ndarray (protocol 5)
+    allowed[("_codecs", "encode")] = codecs.encode  # bytes pickled by Python 3 with protocol 2
+    return allowed
+
+
+_CIFAR_GLOBALS = _cifar_globals()
+
+
+def _read_cifar_pickle(path: Path) -> dict:
+    """Load one CIFAR pickle (a batch or ``meta``) through :class:`_CifarUnpickler`."""
+    try:
+        with open(path, "rb") as f:
+            batch = _CifarUnpickler(f, encoding="latin1").load()
+    except FileNotFoundError:
+        raise
+    except _UnsafePickle as err:
+        raise DamagedFileError(
+            f"{path} is not a CIFAR file: unpickling it would call {err}, which a CIFAR batch never holds, so it "
+            "was refused (loading it could run code). Delete it and pass download=True (CLI: --download) to fetch "
+            "the real file"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - a damaged pickle can fail with almost any error
+        raise _damaged(path, f"{type(err).__name__}: {err}") from None
+    if not isinstance(batch, dict):
+        raise _damaged(path, f"it holds a {type(batch).__name__}, not a CIFAR batch's dict")
+    return batch
 
 
 def _load_cifar_batches(folder: Path, files: list[str], label_key: str) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for name in files:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch[label_key], dtype=np.int64))
+        path = folder / name
+        batch = _read_cifar_pickle(path)
+        try:
+            images = np.asarray(batch["data"], dtype=np.uint8)
+            labels = np.asarray(batch[label_key], dtype=np.int64)
+            if images.ndim != 2 or images.shape[1] != 3 * 32 * 32 or labels.shape != (len(images),):
+                raise ValueError(f"{images.shape} images (expected (N, 3072)) and {labels.shape} labels")
+        except (KeyError, TypeError, ValueError) as err:
+            raise _damaged(path, f"not a CIFAR batch ({type(err).__name__}: {err})") from None
+        xs.append(images.reshape(-1, 3, 32, 32))
+        ys.append(labels)
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -240,8 +356,7 @@ def _class_names(name: str, root: Path) -> tuple[str, ...]:
     if name == "cifar100":
         meta = root / "cifar-100-python" / "meta"
         if meta.exists():
-            with open(meta, "rb") as f:
-                return tuple(pickle.load(f, encoding="latin1")["fine_label_names"])
+            return tuple(_read_cifar_pickle(meta)["fine_label_names"])
         return tuple(str(i) for i in range(100))
     return tuple(str(i) for i in range(10))
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -74,13 +77,27 @@ def is_quick() -> bool:
     return run_mode() == "quick"
 
 
-def _atomic_write(path: str | os.PathLike, write) -> Path:
-    # Write to a temp file in the same folder, fsync, then rename over the target: a crash leaves either the old
-    # file or the new one, never a half-written file.
+def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], what: str = "file") -> Path:
+    """Write through ``write(f)`` to a temporary file in ``path``'s folder, fsync it, then rename it over ``path``.
+
+    A crash leaves either the old file or the new one, never a half-written file. On a failure (disk full,
+    read-only folder, no permission, or an exception inside ``write``) the temporary file is removed, ``path`` is
+    untouched, and an ``OSError`` names the path, the reason and the fix.
+
+    >>> import tempfile
+    >>> path = _atomic_write(Path(tempfile.mkdtemp()) / "a.txt", lambda f: f.write(b"hello"))
+    >>> path.read_bytes()
+    b'hello'
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    existed = path.exists()
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The name holds the process and thread ids, and mkstemp adds a random part and creates it exclusively:
+        # two processes (or threads) writing the same target never share a temporary file.
+        prefix = f".{path.name}.{os.getpid()}-{threading.get_ident()}."
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -89,16 +106,61 @@ def _atomic_write(path: str | os.PathLike, write) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    except BaseException as err:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # it never got created, or the folder refuses even that: nothing more can be done
+        cause = _os_error(err)
+        if cause is None:
+            raise
+        previous = "the previous file is intact" if existed else "no file was created"
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        message = f"could not write {what} {path}: {reason[:1].lower()}{reason[1:]} ({previous})"
+        fix = _FIXES.get(cause.errno)
+        message = f"{message}; {fix}" if fix else message
+        try:
+            error = type(cause)(message)  # the same class (PermissionError, ...) so that except clauses still match
+        except TypeError:  # an OSError subclass with another constructor
+            error = OSError(message)
+        error.errno = cause.errno  # callers can still test err.errno == errno.ENOSPC
+        raise error from err
     return path
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+_FIXES = {
+    code: fix
+    for code, fix in [
+        (errno.ENOSPC, "free some space or write to another folder"),
+        (getattr(errno, "EDQUOT", None), "free some space (disk quota exceeded) or write to another folder"),
+        (errno.EROFS, "the folder is on a read-only file system: write to another folder"),
+        (errno.EACCES, "make the folder writable or write to another folder"),
+        (errno.EPERM, "make the folder writable or write to another folder"),
+    ]
+    if code is not None  # EDQUOT is not defined everywhere
+}
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``err``: itself, or the one a ``RuntimeError`` was raised from or during (torch's
+    C++ writer may wrap a failed write). Any other exception is a bug in what was written, not a disk problem."""
+    if isinstance(err, OSError):
+        return err
+    if isinstance(err, RuntimeError):
+        inner = err.__cause__ or err.__context__
+        if isinstance(inner, OSError):
+            return inner
+    return None
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, what: str = "JSON file") -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically (a temporary file in the same folder, then a rename:
     a crash leaves the old file or the new one, never half of it). Returns the path.
+
+    Two processes writing the same path leave one complete file from one of them. When the disk is full or the
+    folder is read-only, the previous file stays as it was and the ``OSError`` says which path and why
+    (``what`` names the file in that message).
 
     >>> import tempfile
     >>> folder = tempfile.mkdtemp()
@@ -106,10 +168,11 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     >>> json.loads(path.read_text())
     {'accuracy': 0.9}
     """
-    return _atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, allow_nan=True) + "\n").encode()))
+    text = json.dumps(obj, indent=2, allow_nan=True) + "\n"  # serialise first: a bad object leaves no trace
+    return _atomic_write(path, lambda f: f.write(text.encode()), what)
 
 
-def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+def atomic_torch_save(path: str | os.PathLike, obj: Any, *, what: str = "file") -> Path:
     """``torch.save`` to ``path`` atomically (see :func:`atomic_write_json`). Returns the path.
 
     >>> import tempfile
@@ -117,7 +180,7 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     >>> torch.load(path)
     tensor([0, 1, 2])
     """
-    return _atomic_write(path, lambda f: torch.save(obj, f))
+    return _atomic_write(path, lambda f: torch.save(obj, f), what)
 
 
 def _cpu_model() -> str:
