@@ -16,15 +16,19 @@ same batch size and the dataset's own augmentation (random crop and flip for Fas
     whole batches), so that (2) -> (3) is the data pipeline and (3) -> (4) the training step's own overhead;
     torchdistill-fed-cl: the same, with both models and the batches in the channels_last memory format, as
     ``sdkit.train`` converts convolutional models, which splits that overhead into memory layout and loop.
-(4) sdkit: ``sdkit.train(student, data, teacher=teacher, T=..., alpha=...)``.
+(4) sdkit: ``sdkit.train(student, data, teacher=teacher, T=..., alpha=...)``, given as ``method=`` the ``Distill``
+    that ``teacher=`` builds, subclassed only to read the CPU clock at the end of each epoch.
 
-One warm-up epoch, then ``--epochs`` timed epochs, per mode in a fresh process with its peak memory measured over
-the training only (throughput.py's ``run_isolated``, ``reset_peak_memory``). ``--rounds R`` runs all modes R times,
-interleaved, and takes the median of every timed epoch of a mode: on a shared machine a burst of load then falls on
-every mode alike. Prints a table and writes JSON atomically, with the machine and its load average before and after.
+One warm-up epoch, then ``--epochs`` timed epochs, timed by the wall clock and by this process' CPU time (which
+other jobs on a shared machine move far less; with ``--workers 0``, the default, it covers all the work), each
+mode in a fresh process with its peak memory measured over the training only (throughput.py's ``run_isolated``,
+``reset_peak_memory``). ``--rounds R`` runs all modes R times, interleaved, and takes the median of every timed
+epoch of a mode: on a shared machine a burst of load then falls on every mode alike. ``--threads 1`` keeps torch
+from spin-waiting for a second thread that another job holds. Prints a table and writes JSON atomically, with the
+machine and its load average before and after.
 
-    python benchmarks/peers.py --out benchmarks/results/peers_cpu.json      # Fashion-MNIST, CPU, about 6 minutes
-    pip install -e ".[peers]"                                                 # torchdistill, for modes (2) and (3)
+    pip install -e ".[peers]"                     # torchdistill, for modes (2) and (3)
+    python benchmarks/peers.py --rounds 3 --epochs 2 --threads 1 --out benchmarks/results/peers_cpu.json
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import importlib.util
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +163,7 @@ def torchdistill_epoch(box, batches, device: torch.device, epoch: int) -> None:
     box.post_epoch_process()
 
 
-def _torchdistill_run(mode: str, args: dict, student, teacher, data: sdkit.Dataset, device) -> list[float]:
+def _torchdistill_run(mode: str, args: dict, student, teacher, data: sdkit.Dataset, device, cpu: list) -> list[float]:
     bs, epochs, runs = args["batch_size"], args["epochs"], 1 + args["epochs"]
     if mode == "torchdistill":
         split = data.train
@@ -182,7 +187,36 @@ def _torchdistill_run(mode: str, args: dict, student, teacher, data: sdkit.Datas
         box = distillation_box(teacher, student, config, device)
         batches = lambda: ((b.x, b.y, {}) for b in loader)
     epoch = iter(range(runs))
-    return tp.time_epochs(lambda: torchdistill_epoch(box, batches(), device, next(epoch)), epochs, device)
+    return tp.time_epochs(lambda: torchdistill_epoch(box, batches(), device, next(epoch)), epochs, device, cpu)
+
+
+class _CPUTimedDistill(sdkit.Distill):
+    """``sdkit.train(teacher=...)``'s own method (``Distill``, what ``teacher=`` builds), noting the CPU clock in
+    ``end_epoch``, which train calls right after an epoch's last step: from the ``on_epoch_end`` callback of the
+    epoch before (after its validation) to there is the epoch's training CPU time, validation left out as it is
+    from History's wall seconds."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.marks: list[tuple[float, float]] = []  # (start, end) process time of each epoch's training
+        self.start = time.process_time()
+
+    def end_epoch(self, model, epoch: int) -> None:
+        self.marks.append((self.start, time.process_time()))
+        super().end_epoch(model, epoch)
+
+    def next_epoch(self, epoch: int, history) -> None:
+        self.start = time.process_time()
+
+
+def _sdkit_run(args: dict, student, teacher, data: sdkit.Dataset, device, cpu: list) -> list[float]:
+    method = _CPUTimedDistill(teacher, T=args["T"], alpha=args["alpha"])
+    history = sdkit.train(
+        student, data, method=method, epochs=1 + args["epochs"], batch_size=args["batch_size"], lr=LR,
+        momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, device=device, progress=False, on_epoch_end=method.next_epoch,
+    )  # fmt: skip
+    cpu.extend(end - start for start, end in method.marks[1:])
+    return history["seconds"][1:]  # each epoch's training time, validation excluded
 
 
 def _run_one(mode: str, args: dict, results) -> None:
@@ -190,19 +224,16 @@ def _run_one(mode: str, args: dict, results) -> None:
         torch.set_num_threads(args["threads"])
     device, data, student, teacher = tp.build_job(args)
     tp.reset_peak_memory(device)
+    cpu: list[float] = []  # CPU seconds of each timed epoch: less moved by other jobs than wall time
     if mode == "naive":
         epoch_seconds = tp.naive_loop("distill", student, teacher, data, data.train, args["batch_size"],
-                                      args["epochs"], device, args["workers"], args["T"], args["alpha"])  # fmt: skip
+                                      args["epochs"], device, args["workers"], args["T"], args["alpha"],
+                                      cpu_seconds=cpu)  # fmt: skip
     elif mode == "sdkit":
-        history = sdkit.train(
-            student, data, teacher=teacher, T=args["T"], alpha=args["alpha"], epochs=1 + args["epochs"],
-            batch_size=args["batch_size"], lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, device=device,
-            progress=False,
-        )  # fmt: skip
-        epoch_seconds = history["seconds"][1:]  # each epoch's training time, validation excluded
+        epoch_seconds = _sdkit_run(args, student, teacher, data, device, cpu)
     else:
-        epoch_seconds = _torchdistill_run(mode, args, student, teacher, data, device)
-    results.put(tp.measured_row(epoch_seconds, len(data.train), device, mode=mode))
+        epoch_seconds = _torchdistill_run(mode, args, student, teacher, data, device, cpu)
+    results.put(tp.measured_row(epoch_seconds, len(data.train), device, cpu, mode=mode))
 
 
 def merge_rounds(rows: list[dict]) -> list[dict]:
@@ -210,29 +241,33 @@ def merge_rounds(rows: list[dict]) -> list[dict]:
     of the median epoch, the highest peak memory."""
     merged: dict[str, dict] = {}
     for r in rows:
-        m = merged.setdefault(r["mode"], r | {"epoch_seconds": [], "peak_memory_mb": 0.0})
+        m = merged.setdefault(r["mode"], r | {"epoch_seconds": [], "epoch_cpu_seconds": [], "peak_memory_mb": 0.0})
         m["epoch_seconds"] = m["epoch_seconds"] + r["epoch_seconds"]
+        m["epoch_cpu_seconds"] = m["epoch_cpu_seconds"] + r["epoch_cpu_seconds"]
         m["peak_memory_mb"] = max(m["peak_memory_mb"], r["peak_memory_mb"])
     for m in merged.values():
         m["images_per_second"] = m["images_per_epoch"] / statistics.median(m["epoch_seconds"])
+        m["images_per_cpu_second"] = m["images_per_epoch"] / statistics.median(m["epoch_cpu_seconds"])
     return list(merged.values())
 
 
-def speedups(rows: list[dict]) -> dict[str, float]:
-    """sdkit's images/second over each other mode's."""
-    ips = {r["mode"]: r["images_per_second"] for r in rows}
+def speedups(rows: list[dict], key: str = "images_per_second") -> dict[str, float]:
+    """sdkit's ``key`` (images per wall second, or ``images_per_cpu_second``) over each other mode's."""
+    ips = {r["mode"]: r[key] for r in rows}
     return {m: ips["sdkit"] / v for m, v in ips.items() if m != "sdkit"} if "sdkit" in ips else {}
 
 
 def format_table(result: dict) -> str:
-    """The result as a plain-text table, one row per mode in the order measured: images/second of the median
-    epoch, sdkit's speed-up over the mode, peak memory; then the workload and the machine's load averages."""
+    """The result as a plain-text table, one row per mode in the order measured: images per wall second and per
+    CPU-second of the median epoch, sdkit's speed-up over the mode by each, peak memory; then the workload and the
+    machine's load averages."""
     rows = []
     for r in result["rows"]:
-        ratio = result["speedup_sdkit_over"].get(r["mode"])
-        rows.append([LABELS[r["mode"]], f"{r['images_per_second']:,.0f}", "" if ratio is None else f"{ratio:.2f}x",
-                     f"{r['peak_memory_mb']:,.0f}"])  # fmt: skip
-    table = ex.format_table(["distillation epoch", "img/s", "sdkit speed-up", "peak MB"], rows)
+        ratios = [result[key].get(r["mode"]) for key in ("speedup_sdkit_over", "speedup_sdkit_over_cpu_time")]
+        rows.append([LABELS[r["mode"]], f"{r['images_per_second']:,.0f}", f"{r['images_per_cpu_second']:,.0f}",
+                     *("" if x is None else f"{x:.2f}x" for x in ratios), f"{r['peak_memory_mb']:,.0f}"])  # fmt: skip
+    header = ["distillation epoch", "img/s", "img/CPU-s", "sdkit speed-up", "(CPU time)", "peak MB"]
+    table = ex.format_table(header, rows)
     c, m = result["config"], result["machine"]
     return (
         f"{table}\n{c['dataset']}, {c['model']} width {c['width']}, batch {c['batch_size']}, {c['train_size']} "
@@ -240,6 +275,23 @@ def format_table(result: dict) -> str:
         f"{m['cpu_model']}, {m['torch_threads']} torch threads, load average {result['load_average_before']} before, "
         f"{m['load_average']} after"
     )
+
+
+# (2) -> (3) -> (3 in channels_last) -> (4): what each step from torchdistill's example to sdkit.train changes
+STEPS = (
+    ("torchdistill", "torchdistill-fed", "data: per-sample PIL transforms + DataLoader -> sdkit.BatchLoader"),
+    ("torchdistill-fed", "torchdistill-fed-cl", "memory layout: NCHW -> channels_last"),
+    ("torchdistill-fed-cl", "sdkit", "the loop: torchdistill's box -> sdkit.train"),
+)
+
+
+def breakdown(result: dict) -> str:
+    """Where the difference between torchdistill's example and sdkit.train goes: CPU microseconds per image of
+    each mode (the median epoch's CPU time over its images), and what each step of :data:`STEPS` saves."""
+    us = {r["mode"]: 1e6 / r["images_per_cpu_second"] for r in result["rows"]}
+    rows = [[LABELS[m], f"{v:.1f}", ""] for m, v in us.items()]
+    rows += [[name, "", f"{us[a] - us[b]:+.1f}"] for a, b, name in STEPS if a in us and b in us]
+    return ex.format_table(["CPU time per image", "us", "saved"], rows)
 
 
 def _positive(kind):
@@ -295,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "rows": rows,
         "speedup_sdkit_over": speedups(rows),
+        "speedup_sdkit_over_cpu_time": speedups(rows, "images_per_cpu_second"),
         "config": {k: v for k, v in args.items() if k != "out"},
         "command": "python benchmarks/peers.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -303,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "torchdistill": _version("torchdistill"),
     }
     print("\n" + format_table(result))
+    print("\n" + breakdown(result))
     sdkit.atomic_write_json(a.out, result)
     print(f"wrote {a.out}")
     return 0

@@ -81,25 +81,41 @@ def reset_peak_memory(device: torch.device) -> None:
     _reset_peak_rss()
 
 
-def time_epochs(epoch: Callable[[], object], epochs: int, device: torch.device) -> list[float]:
-    """Wall seconds of ``epochs`` calls of ``epoch`` after one untimed warm-up call (allocator, oneDNN caches)."""
-    seconds = []
+def time_epochs(
+    epoch: Callable[[], object], epochs: int, device: torch.device, cpu_seconds: list[float] | None = None
+) -> list[float]:
+    """Wall seconds of ``epochs`` calls of ``epoch`` after one untimed warm-up call (allocator, oneDNN caches).
+    With ``cpu_seconds``, each timed call's CPU time in this process is appended to it."""
+    seconds, cpu = [], []
     for _ in range(1 + epochs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         epoch()
         _sync(device)
         seconds.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    if cpu_seconds is not None:
+        cpu_seconds.extend(cpu[1:])
     return seconds[1:]
 
 
-def measured_row(epoch_seconds: list[float], images: int, device: torch.device, **labels) -> dict:
+def measured_row(
+    epoch_seconds: list[float],
+    images: int,
+    device: torch.device,
+    epoch_cpu_seconds: list[float] | None = None,
+    **labels,
+) -> dict:
     """One result row: ``labels``, images/second of the median epoch and the peak memory since
-    :func:`reset_peak_memory`."""
+    :func:`reset_peak_memory`; with ``epoch_cpu_seconds`` also images per CPU-second of the median epoch."""
     # the median epoch: one epoch slowed down by another process on a shared machine does not move it
     median = statistics.median(epoch_seconds)
     peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
-    return labels | {"images_per_second": images / median, "epoch_seconds": epoch_seconds, "images_per_epoch": images,
-                     "peak_memory_mb": peak_mb, "device": str(device)}  # fmt: skip
+    row = labels | {"images_per_second": images / median, "epoch_seconds": epoch_seconds, "images_per_epoch": images,
+                    "peak_memory_mb": peak_mb, "device": str(device)}  # fmt: skip
+    if epoch_cpu_seconds is not None:
+        row |= {"epoch_cpu_seconds": epoch_cpu_seconds,
+                "images_per_cpu_second": images / statistics.median(epoch_cpu_seconds)}  # fmt: skip
+    return row
 
 
 def run_isolated(target: Callable, *args) -> dict:
@@ -157,9 +173,10 @@ def naive_loop(
     workers: int,
     T: float = 4.0,
     alpha: float = 0.9,
+    cpu_seconds: list[float] | None = None,
 ) -> list[float]:
     """The loop the seed's snippet implies: per-sample transforms in a DataLoader, teacher forward in the loop.
-    Returns the seconds of ``epochs`` timed epochs after a warm-up epoch."""
+    Returns the seconds of ``epochs`` timed epochs after a warm-up epoch (CPU seconds: see :func:`time_epochs`)."""
     opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     dataset = PerSampleDataset(uint8_images(split, data), split.y, data.mean[0], data.std[0], augment=task != "eval")
     loader = torch.utils.data.DataLoader(
@@ -187,7 +204,7 @@ def naive_loop(
             loss.backward()
             opt.step()
 
-    return time_epochs(epoch, epochs, device)
+    return time_epochs(epoch, epochs, device, cpu_seconds)
 
 
 def _reset_peak_rss() -> None:

@@ -163,46 +163,68 @@ def test_one_epoch_of_each_from_the_same_weights_on_the_same_batches_ends_at_the
             torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-5, msg=message.format)
 
 
+def test_torchdistill_leaves_the_teacher_in_the_mode_it_is_given(torchdistill, peers, digits):
+    """torchdistill 1.1.5 never calls ``teacher.eval()``: a teacher in train mode (``nn.Module``'s default, and how
+    its example script loads one) stays there, so a BatchNorm teacher normalises with each batch's statistics and
+    its running statistics drift while the student learns. peers.py, like ``sdkit.Distill``, passes an eval-mode
+    teacher; this test notes the pitfall and fails if torchdistill starts handling it."""
+    teacher = sdkit.build_model("cnn", digits.input_shape, digits.num_classes, width=0.25, seed=1)
+    student = sdkit.build_model("cnn", digits.input_shape, digits.num_classes, width=0.25, seed=0)
+    config = peers.torchdistill_train_config(T=4.0, alpha=0.9, batch_size=64, steps=1, epochs=1, data_loader=False)
+    box = peers.distillation_box(teacher, student, config, torch.device("cpu"))
+    running_mean = teacher.features[1].running_mean.clone()
+    batch = (digits.train.x[:64], digits.train.y[:64], {})
+    peers.torchdistill_epoch(box, [batch], torch.device("cpu"), epoch=0)
+    assert teacher.training and not any(p.requires_grad for p in teacher.parameters())  # frozen, not in eval
+    assert not torch.equal(teacher.features[1].running_mean, running_mean)
+
+
 def test_merge_rounds_takes_the_median_of_every_timed_epoch(peers):
-    rows = [
-        {"mode": "sdkit", "epoch_seconds": [1.0, 4.0], "images_per_epoch": 100, "peak_memory_mb": 5.0},
-        {"mode": "naive", "epoch_seconds": [3.0], "images_per_epoch": 100, "peak_memory_mb": 9.0},
-        {"mode": "sdkit", "epoch_seconds": [2.0], "images_per_epoch": 100, "peak_memory_mb": 7.0},
-    ]
+    def row(mode, wall, cpu, mb):
+        return {"mode": mode, "epoch_seconds": wall, "epoch_cpu_seconds": cpu, "images_per_epoch": 100,
+                "peak_memory_mb": mb}  # fmt: skip
+
+    rows = [row("sdkit", [1.0, 4.0], [0.5, 1.0], 5.0), row("naive", [3.0], [2.0], 9.0), row("sdkit", [2.0], [4.0], 7.0)]
     merged = {r["mode"]: r for r in peers.merge_rounds(rows)}
     assert list(merged) == ["sdkit", "naive"]
-    assert merged["sdkit"]["epoch_seconds"] == [1.0, 4.0, 2.0]
+    assert merged["sdkit"]["epoch_seconds"] == [1.0, 4.0, 2.0] and merged["sdkit"]["epoch_cpu_seconds"] == [0.5, 1, 4]
     assert merged["sdkit"]["images_per_second"] == pytest.approx(100 / 2.0)
+    assert merged["sdkit"]["images_per_cpu_second"] == pytest.approx(100 / 1.0)
     assert merged["sdkit"]["peak_memory_mb"] == 7.0 and merged["naive"]["images_per_second"] == pytest.approx(100 / 3)
 
 
 def test_format_table_shows_every_mode_with_its_speed_and_sdkits_speedup(peers):
-    measured = [("naive", 1000.0, 800.0), ("torchdistill", 1500.0, 850.0), ("sdkit", 4500.0, 900.0)]
-    rows = [{"mode": m, "images_per_second": ips, "peak_memory_mb": mb} for m, ips, mb in measured]
+    measured = [("naive", 1000.0, 500.0, 800.0), ("torchdistill", 1500.0, 1000.0, 850.0), ("sdkit", 4500, 1500, 900)]
+    rows = [{"mode": m, "images_per_second": ips, "images_per_cpu_second": cpu, "peak_memory_mb": mb}
+            for m, ips, cpu, mb in measured]  # fmt: skip
+    config = {"dataset": "fashion-mnist", "model": "cnn", "width": 0.5, "batch_size": 128, "train_size": 10000,
+              "T": 4.0, "alpha": 0.9, "epochs": 3, "rounds": 2}  # fmt: skip
     result = {
         "rows": rows,
         "speedup_sdkit_over": peers.speedups(rows),
-        "config": {
-            "dataset": "fashion-mnist",
-            "model": "cnn",
-            "width": 0.5,
-            "batch_size": 128,
-            "train_size": 10000,
-            "T": 4.0,
-            "alpha": 0.9,
-            "epochs": 3,
-            "rounds": 2,
-        },  # fmt: skip
+        "speedup_sdkit_over_cpu_time": peers.speedups(rows, "images_per_cpu_second"),
+        "config": config,
         "machine": {"cpu_model": "AMD EPYC", "torch_threads": 2, "load_average": [1.5, 1.0, 0.5]},
         "load_average_before": [0.5, 0.4, 0.3],
     }
     assert result["speedup_sdkit_over"] == {"naive": 4.5, "torchdistill": 3.0}
+    assert result["speedup_sdkit_over_cpu_time"] == {"naive": 3.0, "torchdistill": 1.5}
     lines = peers.format_table(result).splitlines()
     by_label = {line.split("  ")[0]: line.split() for line in lines[2:5]}
-    assert by_label[peers.LABELS["naive"]][-3:] == ["1,000", "4.50x", "800"]
-    assert by_label[peers.LABELS["torchdistill"]][-3:] == ["1,500", "3.00x", "850"]
-    assert by_label[peers.LABELS["sdkit"]][-2:] == ["4,500", "900"]  # no speed-up over itself
+    assert by_label[peers.LABELS["naive"]][-5:] == ["1,000", "500", "4.50x", "3.00x", "800"]
+    assert by_label[peers.LABELS["torchdistill"]][-5:] == ["1,500", "1,000", "3.00x", "1.50x", "850"]
+    assert by_label[peers.LABELS["sdkit"]][-3:] == ["4,500", "1,500", "900"]  # no speed-up over itself
     assert "median of 6 timed epochs" in lines[-1] and "[0.5, 0.4, 0.3] before" in lines[-1]
+
+
+def test_breakdown_gives_each_modes_cpu_time_per_image_and_what_each_step_saves(peers):
+    ips = {"naive": 500, "torchdistill": 1000, "torchdistill-fed": 1250, "torchdistill-fed-cl": 2000, "sdkit": 2500}
+    result = {"rows": [{"mode": m, "images_per_cpu_second": v} for m, v in ips.items()]}
+    lines = peers.breakdown(result).splitlines()[2:]
+    last = lambda label: next(line for line in lines if line.startswith(label)).split()[-1]
+    # 1e6 / images per CPU-second: 1000, 800, 500 and 400 microseconds per image from torchdistill to sdkit
+    assert last(peers.LABELS["torchdistill"]) == "1000.0" and last(peers.LABELS["sdkit"]) == "400.0"
+    assert [last(name) for _, _, name in peers.STEPS] == ["+200.0", "+300.0", "+100.0"]
 
 
 @pytest.mark.parametrize(
@@ -233,10 +255,14 @@ def test_a_tiny_run_measures_every_mode_and_writes_json(torchdistill, tmp_path):
     for r in rows.values():
         assert r["images_per_epoch"] == 300 and len(r["epoch_seconds"]) == 1 and r["epoch_seconds"][0] > 0
         assert r["images_per_second"] == pytest.approx(300 / statistics.median(r["epoch_seconds"]))
+        assert len(r["epoch_cpu_seconds"]) == 1 and r["epoch_cpu_seconds"][0] > 0
+        assert r["images_per_cpu_second"] == pytest.approx(300 / r["epoch_cpu_seconds"][0])
         assert r["peak_memory_mb"] > 0
     for mode, ratio in result["speedup_sdkit_over"].items():
         assert ratio == pytest.approx(rows["sdkit"]["images_per_second"] / rows[mode]["images_per_second"])
-    assert set(result["speedup_sdkit_over"]) == set(rows) - {"sdkit"}
+    for mode, ratio in result["speedup_sdkit_over_cpu_time"].items():
+        assert ratio == pytest.approx(rows["sdkit"]["images_per_cpu_second"] / rows[mode]["images_per_cpu_second"])
+    assert set(result["speedup_sdkit_over"]) == set(result["speedup_sdkit_over_cpu_time"]) == set(rows) - {"sdkit"}
     assert result["torchdistill"] == torchdistill.__version__ and result["machine"]["torch_threads"] == 1
     assert len(result["load_average_before"]) == len(result["machine"]["load_average"]) == 3
     assert result["config"]["T"] == 4.0 and "--train-size 300" in result["command"]
