@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 import sdkit
 from sdkit import experiments as ex
@@ -67,6 +68,7 @@ LR, MOMENTUM, WEIGHT_DECAY, WARMUP = 0.1, 0.9, 5e-4, 0.25
 
 
 def torchdistill_available() -> bool:
+    """Whether the peer is installed (modes 2 and 3 need it; the others and the helpers here do not)."""
     return importlib.util.find_spec("torchdistill") is not None
 
 
@@ -85,8 +87,6 @@ class TorchvisionStyleDataset(torch.utils.data.Dataset):
         return len(self.targets)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
         return self.transform(Image.fromarray(np.ascontiguousarray(self.data[i]))), self.targets[i]
 
 
