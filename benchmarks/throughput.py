@@ -20,10 +20,12 @@ import argparse
 import contextlib
 import datetime as dt
 import multiprocessing as mp
+import queue
 import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -61,43 +63,95 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _run_one(mode: str, task: str, args: dict, queue) -> None:
+def build_job(args: dict) -> tuple[torch.device, sdkit.Dataset, torch.nn.Module, torch.nn.Module]:
+    """The device, the data, the student (seed 0) and its frozen teacher (seed 1): the same job for every loop."""
     torch.manual_seed(0)
     device = sdkit.pick_device(args["device"])
     data = sdkit.load_dataset(args["dataset"], train_size=args["train_size"])
     shape, classes = data.input_shape, data.num_classes
     student = sdkit.build_model(args["model"], shape, classes, width=args["width"], seed=0).to(device)
     teacher = sdkit.frozen_copy(sdkit.build_model(args["model"], shape, classes, width=args["width"], seed=1))
-    teacher.to(device)
-    bs, epochs = args["batch_size"], args["epochs"]
-    split = data.test if task == "eval" else data.train
+    return device, data, student, teacher.to(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start the peak-memory measurement here, after the data is loaded, so that it covers the training only."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     _reset_peak_rss()
+
+
+def time_epochs(
+    epoch: Callable[[], object], epochs: int, device: torch.device, cpu_seconds: list[float] | None = None
+) -> list[float]:
+    """Wall seconds of ``epochs`` calls of ``epoch`` after one untimed warm-up call (allocator, oneDNN caches).
+    With ``cpu_seconds``, each timed call's CPU time in this process is appended to it."""
+    seconds, cpu = [], []
+    for _ in range(1 + epochs):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        epoch()
+        _sync(device)
+        seconds.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    if cpu_seconds is not None:
+        cpu_seconds.extend(cpu[1:])
+    return seconds[1:]
+
+
+def measured_row(
+    epoch_seconds: list[float],
+    images: int,
+    device: torch.device,
+    epoch_cpu_seconds: list[float] | None = None,
+    **labels,
+) -> dict:
+    """One result row: ``labels``, images/second of the median epoch and the peak memory since
+    :func:`reset_peak_memory`; with ``epoch_cpu_seconds`` also images per CPU-second of the median epoch."""
+    # the median epoch: one epoch slowed down by another process on a shared machine does not move it
+    median = statistics.median(epoch_seconds)
+    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
+    row = labels | {"images_per_second": images / median, "epoch_seconds": epoch_seconds, "images_per_epoch": images,
+                    "peak_memory_mb": peak_mb, "device": str(device)}  # fmt: skip
+    if epoch_cpu_seconds is not None:
+        row |= {"epoch_cpu_seconds": epoch_cpu_seconds,
+                "images_per_cpu_second": images / statistics.median(epoch_cpu_seconds)}  # fmt: skip
+    return row
+
+
+def run_isolated(target: Callable, *args) -> dict:
+    """``target(*args, queue)`` in a fresh spawned process (its own allocator, caches and peak memory); returns
+    what it put on the queue, or raises if the process died without a result."""
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, results))
+    proc.start()
+    while True:
+        try:
+            row = results.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"the benchmark process for {args[:-1]} exited with code {proc.exitcode}") from None
+    proc.join()
+    return row
+
+
+def _run_one(mode: str, task: str, args: dict, results) -> None:
+    device, data, student, teacher = build_job(args)
+    bs, epochs = args["batch_size"], args["epochs"]
+    split = data.test if task == "eval" else data.train
+    reset_peak_memory(device)
     if mode == "naive":
-        epoch_seconds = _naive(task, student, teacher, data, split, bs, epochs, device, args["workers"])
+        epoch_seconds = naive_loop(task, student, teacher, data, split, bs, epochs, device, args["workers"])
     elif task == "eval":
-        epoch_seconds = []
-        for _ in range(1 + epochs):  # the first pass is the warm-up
-            start = time.perf_counter()
-            sdkit.predict_logits(student, split.x, batch_size=bs)
-            _sync(device)
-            epoch_seconds.append(time.perf_counter() - start)
-        epoch_seconds = epoch_seconds[1:]
+        epoch_seconds = time_epochs(lambda: sdkit.predict_logits(student, split.x, batch_size=bs), epochs, device)
     else:  # the library's own loop; History records each epoch's training time (validation excluded)
         history = sdkit.train(
             student, data, teacher=teacher if task == "distill" else None, T=4.0, alpha=0.9, epochs=1 + epochs,
             batch_size=bs, device=device, progress=False,
         )  # fmt: skip
         epoch_seconds = history["seconds"][1:]
-    # the median epoch: one epoch slowed down by another process on a shared machine does not move it
-    median = statistics.median(epoch_seconds)
-    if device.type == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        peak_mb = _peak_rss_mb()
-    queue.put({"mode": mode, "task": task, "images_per_second": len(split) / median, "epoch_seconds": epoch_seconds,
-               "images_per_epoch": len(split), "peak_memory_mb": peak_mb, "device": str(device)})  # fmt: skip
+    results.put(measured_row(epoch_seconds, len(split), device, mode=mode, task=task))
 
 
 def tutorial_kd_loss(logits, teacher_logits, labels, T: float = 4.0, alpha: float = 0.9) -> torch.Tensor:
@@ -107,8 +161,22 @@ def tutorial_kd_loss(logits, teacher_logits, labels, T: float = 4.0, alpha: floa
     return alpha * T * T * soft + (1 - alpha) * F.cross_entropy(logits, labels)
 
 
-def _naive(task, student, teacher, data, split, bs, epochs, device, workers: int) -> list[float]:
-    """The loop the seed's snippet implies: per-sample transforms in a DataLoader, teacher forward in the loop."""
+def naive_loop(
+    task: str,
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    data: sdkit.Dataset,
+    split: sdkit.Split,
+    bs: int,
+    epochs: int,
+    device: torch.device,
+    workers: int,
+    T: float = 4.0,
+    alpha: float = 0.9,
+    cpu_seconds: list[float] | None = None,
+) -> list[float]:
+    """The loop the seed's snippet implies: per-sample transforms in a DataLoader, teacher forward in the loop.
+    Returns the seconds of ``epochs`` timed epochs after a warm-up epoch (CPU seconds: see :func:`time_epochs`)."""
     opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     dataset = PerSampleDataset(uint8_images(split, data), split.y, data.mean[0], data.std[0], augment=task != "eval")
     loader = torch.utils.data.DataLoader(
@@ -129,20 +197,14 @@ def _naive(task, student, teacher, data, split, bs, epochs, device, workers: int
             if task == "distill":
                 with torch.no_grad():
                     teacher_logits = teacher(x)
-                loss = tutorial_kd_loss(logits, teacher_logits, y)
+                loss = tutorial_kd_loss(logits, teacher_logits, y, T, alpha)
             else:
                 loss = F.cross_entropy(logits, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
 
-    seconds = []
-    for _ in range(1 + epochs):  # the first epoch is the warm-up
-        start = time.perf_counter()
-        epoch()
-        _sync(device)
-        seconds.append(time.perf_counter() - start)
-    return seconds[1:]
+    return time_epochs(epoch, epochs, device, cpu_seconds)
 
 
 def _reset_peak_rss() -> None:
@@ -161,15 +223,10 @@ def _peak_rss_mb() -> float:
 
 
 def run(args: dict) -> dict:
-    ctx = mp.get_context("spawn")
     rows = []
     for task in args["tasks"]:
         for mode in MODES:
-            queue = ctx.Queue()
-            proc = ctx.Process(target=_run_one, args=(mode, task, args, queue))
-            proc.start()
-            row = queue.get()
-            proc.join()
+            row = run_isolated(_run_one, mode, task, args)
             rows.append(row)
             print(f"  {task:<8} {mode:<6} {row['images_per_second']:>10.0f} img/s  peak {row['peak_memory_mb']:.0f} MB",
                   flush=True)  # fmt: skip

@@ -1,4 +1,5 @@
 import os
+from typing import NoReturn
 
 import pytest
 import torch
@@ -20,20 +21,36 @@ def _deterministic_threads():
 
 
 REQUIRE_FULL_DATA = "SDKIT_REQUIRE_FULL_DATA"
+REQUIRE_PEERS = "SDKIT_REQUIRE_PEERS"
+
+
+def skip_or_fail(message: str, required_by: str) -> NoReturn:
+    """Skip with ``message`` (what is missing and how to get it), except when ``$required_by=1`` (set by .ci/run):
+    there a missing install step must fail loudly instead of passing as a skip."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{message} (${required_by}=1 makes these tests required)")
+    pytest.skip(message)
 
 
 @pytest.fixture
 def full_fashion_mnist_folder():
-    """The folder of the full Fashion-MNIST (Debian's package). Absent: skip with how to get it, except when
-    ``$SDKIT_REQUIRE_FULL_DATA=1`` (set by .ci/run), where a missing install step must fail loudly."""
+    """The folder of the full Fashion-MNIST (Debian's package), or skip/fail (``$SDKIT_REQUIRE_FULL_DATA``)."""
     from sdkit.data import DEBIAN_FASHION_MNIST
 
     if (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
         return DEBIAN_FASHION_MNIST
-    message = (
+    skip_or_fail(
         f"the full Fashion-MNIST is not installed at {DEBIAN_FASHION_MNIST}; to run this test: "
-        "sudo apt-get install dataset-fashion-mnist"
+        "sudo apt-get install dataset-fashion-mnist",
+        REQUIRE_FULL_DATA,
     )
-    if os.environ.get(REQUIRE_FULL_DATA) == "1":
-        pytest.fail(f"{message} (${REQUIRE_FULL_DATA}=1 makes the full-data tests required)")
-    pytest.skip(message)
+
+
+@pytest.fixture
+def torchdistill():
+    """The peer library of benchmarks/peers.py, or skip/fail (``$SDKIT_REQUIRE_PEERS``)."""
+    try:
+        import torchdistill
+    except ImportError:
+        skip_or_fail('torchdistill is not installed; to run this test: pip install -e ".[peers]"', REQUIRE_PEERS)
+    return torchdistill
