@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from .compare import METHODS, compare, summarize
 from .data import DATASETS, load_dataset
+from .faults import TrainingDiverged, init_process_group, interrupted, sigterm_as_interrupt
 from .models import MODELS, build_model, count_parameters
 from .train import born_again
 from .utils import atomic_write_json, machine_info, pick_device
@@ -196,7 +197,7 @@ def _init_distributed(device_arg: str) -> int:
 
     if not dist.is_initialized():
         backend = "nccl" if pick_device(device_arg).type == "cuda" else "gloo"
-        dist.init_process_group(backend)
+        init_process_group(backend)  # survives torchrun --max-restarts (see sdkit.faults)
     return dist.get_rank()
 
 
@@ -214,11 +215,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.generations < 0:
             raise UsageError(f"--generations must be >= 0, got {args.generations}")
         rank = _init_distributed(args.device)
-        if rank > 0:  # only rank 0 prints and writes
-            args.out, args.no_progress = None, True
-            with contextlib.redirect_stdout(io.StringIO()):
-                return _run(args)
-        return _run(args)
+        with sigterm_as_interrupt():  # SIGTERM unwinds like Ctrl-C: temporary files go, finished checkpoints stay
+            if rank > 0:  # only rank 0 prints and writes
+                args.out, args.no_progress = None, True
+                with contextlib.redirect_stdout(io.StringIO()):
+                    return _run(args)
+            return _run(args)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Terminated: one line on how to resume, no traceback
+        return interrupted(stop, argv)
+    except TrainingDiverged as err:
+        print(f"sdkit: error: {err}", file=sys.stderr)
+        return 1
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"sdkit: error: {err}", file=sys.stderr)
         return 2

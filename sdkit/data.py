@@ -592,5 +592,12 @@ class BatchLoader:
         return {"order": self.generator.get_state(), "augment": self.augment_generator.get_state()}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state`; a checkpoint of a multi-process run holds every rank's augmentation state
+        (``augment_by_rank``) and each rank takes its own. A rank the checkpoint has no state for (a run resumed on
+        more processes) keeps its freshly seeded generator."""
         self.generator.set_state(state["order"])
-        self.augment_generator.set_state(state["augment"])
+        by_rank = state.get("augment_by_rank")
+        if by_rank is None:
+            self.augment_generator.set_state(state["augment"])
+        elif self.rank < len(by_rank):
+            self.augment_generator.set_state(by_rank[self.rank].clone())

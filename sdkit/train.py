@@ -27,6 +27,7 @@ from ._checks import check_alpha, check_positive_int, check_temperature
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from .data import BatchLoader, Dataset
 from .evaluate import evaluate, predict_logits
+from .faults import DivergenceGuard, loader_state_for_checkpoint, wait_for_checkpoint
 from .methods import Distill, Method
 from .utils import pick_device
 
@@ -278,6 +279,7 @@ def _train(
         history.records, history.best_epoch = state["history"], state["best"]["epoch"]
         best_acc, best_state = state["best"]["accuracy"], state["best"]["model"]
         first_epoch = state["epoch"] + 1
+    guard = DivergenceGuard(model, opt, history, device, temperature=getattr(method, "T", None), checkpoint=checkpoint)
     quiet = not progress or rank > 0
     bar = tqdm(range(first_epoch, epochs), desc=desc, disable=quiet, leave=False, initial=first_epoch, total=epochs)
     for epoch in bar:
@@ -290,6 +292,7 @@ def _train(
             with autocast():
                 logits = forward(batch.x)
             loss = method.loss(model, batch, logits, epoch)
+            guard.check_loss(loss, epoch, best_state)  # before backward: a NaN never reaches the weights (CPU)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -306,6 +309,7 @@ def _train(
                     torch.distributed.all_reduce(buffer)
                     buffer /= world_size
         train_loss = float(loss_sum) / len(loader)  # the one host sync of the epoch
+        guard.check_epoch(train_loss, epoch, best_state)  # before validation, best_state and the checkpoint
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
@@ -325,13 +329,15 @@ def _train(
         if select == "last" or val_acc > best_acc:
             best_acc, history.best_epoch = val_acc, epoch
             best_state = copy.deepcopy(model.state_dict())
+        loader_rng = loader_state_for_checkpoint(loader, world_size, device) if checkpoint is not None else None
         if checkpoint is not None and rank == 0:
             save_checkpoint(checkpoint, {
                 "epoch": epoch, "epochs": epochs, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "loader_rng": loader.state(),
+                "scheduler": sched.state_dict(), "loader_rng": loader_rng,
                 "method": method.state_dict(), "method_name": method.name, "history": history.records,
                 "best": {"epoch": history.best_epoch, "accuracy": best_acc, "model": best_state},
             })  # fmt: skip
+        wait_for_checkpoint(checkpoint, world_size, device)  # ranks > 0 go on only once rank 0's file is whole
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
         bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
