@@ -11,12 +11,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "MLP", "SmallCNN", "ResNet", "build_model", "count_parameters", "frozen_copy"]
+__all__ = [
+    "MODELS", "MLP", "SmallCNN", "ResNet", "build_model", "count_parameters", "frozen_copy", "channels_last_while",
+]  # fmt: skip
 
 
 def _channels(base: int, width: float) -> int:
@@ -233,3 +237,31 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+@contextlib.contextmanager
+def channels_last_while(model: nn.Module) -> Iterator[bool]:
+    """Put a convolutional ``model`` in channels_last memory format for the ``with`` block, then back as it was.
+
+    Yields whether the model has convolutions (and so runs in channels_last); other models are left alone.
+    Convolutions on channels_last tensors run faster on current CPUs and GPUs (see benchmarks/).
+
+    >>> model = build_model("cnn", (1, 8, 8), 10)
+    >>> with channels_last_while(model) as converted:
+    ...     inside = model.features[4].weight.is_contiguous(memory_format=torch.channels_last)
+    >>> converted, inside, model.features[4].weight.is_contiguous()  # contiguous (NCHW) again afterwards
+    (True, True, True)
+    """
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        yield False
+        return
+    # a weight with one input channel or a 1x1 kernel is both NCHW- and NHWC-contiguous: look at one that is not
+    telling = [w for w in convs if not w.is_contiguous() or not w.is_contiguous(memory_format=torch.channels_last)]
+    was_channels_last = bool(telling) and telling[0].is_contiguous(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield True
+    finally:
+        if not was_channels_last:
+            model.to(memory_format=torch.contiguous_format)
