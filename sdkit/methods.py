@@ -97,6 +97,11 @@ class Method:
         """Called on every training batch before the forward pass; returns the batch to train on (this one)."""
         return batch
 
+    def forward(self, forward: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The training forward pass (``forward`` is the model, maybe wrapped for DDP or compiled); returns the
+        logits. A method that needs more of the model's outputs (BYOT's auxiliary heads) asks for them here."""
+        return forward(x)
+
     def after_step(self, model: nn.Module) -> None:
         """Called after every optimizer step."""
 
@@ -481,11 +486,16 @@ class BYOT(Method):
                 "BYOT needs a ResNet with auxiliary heads: build_model('resnet8', shape, classes, aux_heads=True)"
             )
 
+    def forward(self, forward: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        logits, self.aux = forward(x, return_aux=True)
+        return logits
+
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The loss of the last :meth:`forward` (whose auxiliary outputs it reads)."""
         deep_logits = logits.float()
-        deep_feature = model.last_features[-1]
+        deep_feature = self.aux.features[-1]
         total = F.cross_entropy(deep_logits, batch.y)
-        for head_logits, feature in zip(model.last_aux_logits, model.last_features[:-1], strict=True):
+        for head_logits, feature in zip(self.aux.logits, self.aux.features[:-1], strict=True):
             total = total + _distillation_loss_unchecked(head_logits, deep_logits.detach(), batch.y, self.T, self.alpha)
             if self.beta:
                 total = total + self.beta * (feature - deep_feature.detach()).pow(2).sum(-1).mean()

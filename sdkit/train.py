@@ -366,7 +366,7 @@ def _train_epoch(run: _Run, epoch: int) -> float:
         x = batch.x.contiguous(memory_format=torch.channels_last) if run.channels_last else batch.x
         batch = run.method.prepare(batch._replace(x=x))
         with run.autocast():
-            logits = run.forward(batch.x)
+            logits = run.method.forward(run.forward, batch.x)
         loss = run.method.loss(run.model, batch, logits, epoch)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -467,7 +467,7 @@ class Generation:
     """
 
     model: nn.Module
-    history: History
+    history: History | None  # None for a teacher passed in already trained
     metrics: dict[str, float]
 
 
@@ -487,10 +487,11 @@ def born_again(
     """Train a teacher (generation 0) with cross-entropy, then ``generations`` students, each a fresh model from
     ``make_model(seed)`` distilled from the previous generation with ``T`` and ``alpha``.
 
-    Pass ``teacher`` to start from an already trained model instead of training generation 0.
+    Pass ``teacher`` to start from an already trained model instead of training generation 0 (its
+    :class:`Generation` then has ``history=None``).
     ``checkpoint_dir`` keeps one checkpoint per generation (``gen0.pt``, ``gen1.pt``, ...); with ``resume=True`` a
     finished generation is reloaded and an interrupted one continues where it stopped.
-    Returns every generation (teacher first), each evaluated on ``data.test``.
+    Returns ``generations + 1`` entries, the teacher first, each evaluated on ``data.test``.
 
     >>> import sdkit
     >>> data = sdkit.load_dataset("digits")
@@ -498,9 +499,10 @@ def born_again(
     >>> generations = born_again(make, data, generations=1, alpha=0.5, epochs=2, progress=False, device="cpu")
     >>> len(generations), [g.metrics["accuracy"] > 0.75 for g in generations]  # the teacher, then one student
     (2, [True, True])
-    >>> teacher = generations[0].model  # a trained teacher is reused: only the new student is returned
-    >>> len(born_again(make, data, generations=1, teacher=teacher, epochs=2, progress=False, device="cpu"))
-    1
+    >>> teacher = generations[0].model  # a trained teacher is reused, not trained again
+    >>> again = born_again(make, data, generations=1, teacher=teacher, epochs=2, progress=False, device="cpu")
+    >>> len(again), again[0].model is teacher, again[0].history
+    (2, True, None)
     """
     if isinstance(generations, bool) or not isinstance(generations, int) or generations < 0:
         raise ValueError(f"generations must be an integer >= 0, got generations={generations!r}")
@@ -520,6 +522,8 @@ def born_again(
         teacher = make_model(seed)
         history = train(teacher, data, seed=seed, progress=progress, desc="gen 0 (teacher)", **ckpt(0), **train_kwargs)
         results.append(Generation(teacher, history, evaluate(teacher, data.test)))
+    else:
+        results.append(Generation(teacher, None, evaluate(teacher, data.test)))
     previous = teacher
     for g in range(1, generations + 1):
         student = make_model(seed + g)

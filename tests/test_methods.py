@@ -105,17 +105,19 @@ def test_byot_heads_and_loss():
     model = sdkit.build_model("resnet8", (1, 8, 8), 10, aux_heads=True)
     assert len(model.aux_heads) == 2
     x, y = torch.randn(5, 1, 8, 8), torch.arange(5)
-    logits = model.train()(x)
-    assert [a.shape for a in model.last_aux_logits] == [(5, 10), (5, 10)]
-    assert [f.shape for f in model.last_features] == [(5, 64)] * 3
+    logits, aux = model.train()(x, return_aux=True)
+    assert [a.shape for a in aux.logits] == [(5, 10), (5, 10)]
+    assert [f.shape for f in aux.features] == [(5, 64)] * 3
+    assert not [k for k in vars(model) if k.startswith("last_")]  # nothing is left on the module
     method = sdkit.BYOT(T=3.0, alpha=0.3, beta=0.0)
     batch = sdkit.Batch(x, y, torch.arange(5))
     expected = F.cross_entropy(logits, y) + sum(
-        0.7 * F.cross_entropy(a, y) + 0.3 * manual_kl_t2(a, logits.detach(), 3.0) for a in model.last_aux_logits
+        0.7 * F.cross_entropy(a, y) + 0.3 * manual_kl_t2(a, logits.detach(), 3.0) for a in aux.logits
     )
-    torch.testing.assert_close(method.loss(model, batch, logits, 0), expected)
-    with_hint = sdkit.BYOT(T=3.0, alpha=0.3, beta=0.5).loss(model, batch, logits, 0)
-    hint = sum((f - model.last_features[-1]).pow(2).sum(-1).mean() for f in model.last_features[:-1])
+    torch.testing.assert_close(method.loss(model, batch, method.forward(model, x), 0), expected)
+    with_hint = sdkit.BYOT(T=3.0, alpha=0.3, beta=0.5)
+    with_hint = with_hint.loss(model, batch, with_hint.forward(model, x), 0)
+    hint = sum((f - aux.features[-1]).pow(2).sum(-1).mean() for f in aux.features[:-1])
     torch.testing.assert_close(with_hint, expected + 0.5 * hint)
     model.eval()(x)  # evaluation uses only the final classifier and does not need the heads
     with pytest.raises(ValueError, match="aux_heads=True needs a ResNet"):
