@@ -2,8 +2,9 @@
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .compare import METHODS, compare, evaluate_ensemble, summarize
-from .data import DATASETS, Batch, BatchLoader, Dataset, Split, augment_batch, load_dataset, read_idx
+from .data import DATASETS, Data, Dataset, Split, load_dataset, read_idx
 from .evaluate import accuracy, evaluate, expected_calibration_error, predict_logits, reliability_bins
+from .loader import Batch, BatchLoader, augment_batch
 from .losses import (
     DistillationLoss,
     KDLoss,
@@ -28,7 +29,7 @@ from .methods import (
 )
 from .models import MLP, MODELS, ResNet, SmallCNN, build_model, count_parameters, frozen_copy
 from .temperature import entropy, soften, soften_probs
-from .train import Generation, History, born_again, train
+from .train import Generation, History, TrainConfig, born_again, train
 from .utils import atomic_torch_save, atomic_write_json, is_quick, machine_info, pick_device, run_mode
 
 __version__ = "0.1.0"
@@ -36,13 +37,13 @@ __version__ = "0.1.0"
 __all__ = [
     "load_checkpoint", "save_checkpoint",
     "METHODS", "compare", "evaluate_ensemble", "summarize",
-    "DATASETS", "Batch", "BatchLoader", "Dataset", "Split", "augment_batch", "load_dataset", "read_idx",
+    "DATASETS", "Batch", "BatchLoader", "Data", "Dataset", "Split", "augment_batch", "load_dataset", "read_idx",
     "accuracy", "evaluate", "expected_calibration_error", "predict_logits", "reliability_bins",
     "DistillationLoss", "KDLoss", "SoftCrossEntropy", "distillation_loss", "kd_loss", "soft_cross_entropy",
     "CrossEntropy", "Distill", "Method", "PSKD", "CSKD", "TeacherFreeKD", "EMATeacher", "BYOT", "DLB", "LabelSmoothing",
     "Mixup", "class_partners",
     "MODELS", "MLP", "ResNet", "SmallCNN", "build_model", "count_parameters", "frozen_copy",
     "entropy", "soften", "soften_probs",
-    "Generation", "History", "born_again", "train",
+    "Generation", "History", "TrainConfig", "born_again", "train",
     "atomic_torch_save", "atomic_write_json", "is_quick", "machine_info", "pick_device", "run_mode",
 ]  # fmt: skip

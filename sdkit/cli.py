@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import datetime as dt
 import io
@@ -10,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from .compare import METHODS, compare, summarize
 from .data import DATASETS, load_dataset
@@ -67,7 +69,28 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--val-fraction", type=float, default=0.1, help="share of the training set held out")
     cmp.add_argument("--device", default="auto")
     cmp.add_argument("--out", default=None, help="write per-seed rows and the summary as JSON (atomically)")
+    cmp.add_argument(
+        "--method-arg", action="append", default=[], metavar="METHOD.NAME=VALUE",
+        help="a method hyperparameter, e.g. pskd.alpha_T=0.5 or kd.T=2 (repeatable; ban takes kd's)",
+    )  # fmt: skip
     return parser
+
+
+def _method_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["pskd.alpha_T=0.5", "kd.T=2"]`` -> ``{"pskd": {"alpha_T": 0.5}, "kd": {"T": 2}}`` (Python literals, else
+    strings)."""
+    args: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not (sep and dot and method and name):
+            raise UsageError(f"--method-arg must look like METHOD.NAME=VALUE (e.g. pskd.alpha_T=0.5), got {item!r}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        args.setdefault(method.strip(), {})[name.strip()] = value
+    return args
 
 
 def _table(rows: list[dict]) -> str:
@@ -163,8 +186,8 @@ def _compare(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
     )  # fmt: skip
     rows = compare(
-        data, methods, list(range(args.seeds)), model=args.model, width=args.width, epochs=args.epochs,
-        batch_size=args.batch_size, device=device,
+        data, methods, list(range(args.seeds)), method_args=_method_args(args.method_arg), model=args.model,
+        width=args.width, epochs=args.epochs, batch_size=args.batch_size, device=device,
     )  # fmt: skip
     summary = summarize(rows)
     print(f"\n{'method':<8}{'test acc':>18}{'test NLL':>18}{'test ECE':>18}{'seconds':>14}")

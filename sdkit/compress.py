@@ -9,8 +9,8 @@ Dynamic int8 quantization (``torch.ao.quantization.quantize_dynamic``) stores ea
 8-bit integers ``q = clamp(round(w / s) + z, -128, 127)`` with one per-tensor scale ``s`` and zero point ``z``
 (``w ~ s * (q - z)``); PyTorch's default weight observer is symmetric, ``z = 0`` and ``s = max|w| / 127.5``, so
 the rounding error of each weight is at most ``s / 2``. The activations are quantized on the fly, batch by batch.
-It runs on the CPU only, on the backend engine ``torch.backends.quantized.engine`` (``x86`` on this project's
-machine, built on FBGEMM).
+It runs on the CPU only, on the backend engine ``torch.backends.quantized.engine`` (e.g. ``x86``, built on
+FBGEMM).
 """
 
 from __future__ import annotations

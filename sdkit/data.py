@@ -1,13 +1,11 @@
-"""Datasets as tensors, and a device-resident batch loader.
+"""Datasets as tensors.
 
-``load_dataset(name)`` returns a :class:`Dataset` whose ``train``, ``val`` and ``test`` splits are plain tensors
+``load_dataset(name)`` returns a :class:`Data` whose ``train``, ``val`` and ``test`` splits are plain tensors
 (images ``(N, C, H, W)`` float32 normalised with the training split's per-channel mean and std, labels int64).
 The validation split is carved from the official training set with a fixed seed; model selection uses it and
 never the test split.
 
-:class:`BatchLoader` keeps a whole split on the training device, shuffles with a seeded permutation each epoch and
-augments whole batches at once (random crop with padding, horizontal flip). There is no per-sample Python code and
-no worker process: on small images that is where most of a ``DataLoader`` loop's time goes.
+Batches for training come from :mod:`sdkit.loader`.
 """
 
 from __future__ import annotations
@@ -19,27 +17,15 @@ import os
 import pickle
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from ._checks import check_positive_int
 
-__all__ = [
-    "DATASETS",
-    "Split",
-    "Dataset",
-    "Batch",
-    "BatchLoader",
-    "load_dataset",
-    "read_idx",
-    "DamagedFileError",
-    "augment_batch",
-]
+__all__ = ["DATASETS", "Augment", "Split", "Data", "load_dataset", "read_idx", "DamagedFileError"]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 #: The stratified Fashion-MNIST sample shipped inside the package (8,000 train + 2,000 test images, official IDX
@@ -94,7 +80,7 @@ class Split:
 
 
 @dataclass
-class Dataset:
+class Data:
     """Train/validation/test splits plus what a model needs to know about them.
 
     >>> data = load_dataset("digits")
@@ -378,7 +364,7 @@ def load_dataset(
     download: bool = False,
     train_size: int | None = None,
     test_size: int | None = None,
-) -> Dataset:
+) -> Data:
     """Load a dataset by name as normalised tensors with a train/validation/test split.
 
     Names: ``digits`` (scikit-learn's bundled 8x8 digits, never downloads), ``fashion-mnist-sample`` (a fixed
@@ -392,7 +378,7 @@ def load_dataset(
     ``test_size`` keep only the first that many (after shuffling) samples, for quick runs.
 
     Pixels are scaled to ``[0, 1]`` and standardised per channel with the training split's statistics,
-    ``x' = (x - mean_train) / std_train`` (:meth:`Dataset.denormalize` undoes it for plotting).
+    ``x' = (x - mean_train) / std_train`` (:meth:`Data.denormalize` undoes it for plotting).
 
     >>> data = load_dataset("digits")
     >>> len(data.train), len(data.val), len(data.test), data.input_shape, data.num_classes
@@ -449,7 +435,7 @@ def load_dataset(
         return Split(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.copy()))
 
     num_classes = 100 if name == "cifar100" else 10
-    return Dataset(
+    return Data(
         name=name,
         train=make(train_x[train_idx], train_y[train_idx]),
         val=make(train_x[val_idx], train_y[val_idx]),
@@ -462,142 +448,5 @@ def load_dataset(
     )
 
 
-# ---------------------------------------------------------------------------------------------------- batches
-
-
-class Batch(NamedTuple):
-    """A training batch: images, labels, and each sample's index in its split (per-sample methods need it).
-
-    >>> batch = Batch(torch.zeros(2, 1, 8, 8), torch.tensor([7, 3]), torch.tensor([10, 42]))
-    >>> batch.y, batch.index
-    (tensor([7, 3]), tensor([10, 42]))
-    >>> x, y, index = batch  # a NamedTuple: it unpacks like a tuple
-    >>> x.shape
-    torch.Size([2, 1, 8, 8])
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    index: torch.Tensor
-
-
-def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
-    """Randomly crop (after zero-padding) and flip a whole batch at once, on the batch's own device.
-
-    Random numbers come from ``generator`` (a CPU generator, so results are the same on every device).
-
-    >>> from sdkit.data import Augment
-    >>> x = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
-    >>> augment_batch(x, Augment(flip=True), torch.Generator().manual_seed(0))  # this draw flips
-    tensor([[[[ 4.,  3.,  2.,  1.],
-              [ 8.,  7.,  6.,  5.],
-              [12., 11., 10.,  9.],
-              [16., 15., 14., 13.]]]])
-    >>> augment_batch(x, Augment(crop_padding=1, flip=True), torch.Generator().manual_seed(0))  # crop, then flip
-    tensor([[[[ 7.,  6.,  5.,  0.],
-              [11., 10.,  9.,  0.],
-              [15., 14., 13.,  0.],
-              [ 0.,  0.,  0.,  0.]]]])
-    """
-    n, c, h, w = x.shape
-    if augment.crop_padding:
-        p = augment.crop_padding
-        padded = torch.nn.functional.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        batch = torch.arange(n, device=x.device)[:, None, None, None]
-        channel = torch.arange(c, device=x.device)[None, :, None, None]
-        x = padded[batch, channel, rows, cols]
-    if augment.flip:
-        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    return x
-
-
-class BatchLoader:
-    """Iterate over a split in batches, with the whole split resident on ``device``.
-
-    Each pass is one epoch: a fresh seeded permutation (when ``shuffle``), every sample exactly once, the last
-    batch smaller unless ``drop_last``. Yields :class:`Batch` ``(x, y, index)``.
-
-    With ``world_size > 1`` (data-parallel training) every rank draws the same permutation and takes the
-    positions ``rank, rank + world_size, ...`` of it, cut to an equal length on every rank, so that the ranks see
-    disjoint shards of each epoch. Augmentation draws from a second generator seeded per rank.
-
-    >>> split = Split(torch.zeros(10, 1, 8, 8), torch.arange(10))
-    >>> loader = BatchLoader(split, batch_size=4, seed=0)
-    >>> len(loader), [batch.index.tolist() for batch in loader]  # one epoch: every sample once, shuffled
-    (3, [[4, 1, 7, 5], [3, 9, 0, 8], [6, 2]])
-    >>> [batch.y.tolist() for batch in BatchLoader(split, batch_size=4, shuffle=False, drop_last=True)]
-    [[0, 1, 2, 3], [4, 5, 6, 7]]
-    """
-
-    def __init__(
-        self,
-        split: Split,
-        batch_size: int,
-        *,
-        shuffle: bool = True,
-        augment: Augment | None = None,
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-        drop_last: bool = False,
-        channels_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        check_positive_int(batch_size, "batch_size")
-        check_positive_int(world_size, "world_size")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must lie in [0, world_size={world_size}), got rank={rank!r}")
-        if len(split) == 0:
-            raise ValueError("the split is empty: a BatchLoader needs at least one sample")
-        self.device = torch.device(device)
-        self.x = split.x.to(self.device)
-        if channels_last:
-            self.x = self.x.contiguous(memory_format=torch.channels_last)
-        self.y = split.y.to(self.device)
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.augment = augment if augment is not None and (augment.crop_padding or augment.flip) else None
-        self.rank, self.world_size = rank, world_size
-        if len(split) < world_size:
-            raise ValueError(f"the split has {len(split)} samples, fewer than world_size={world_size} ranks")
-        self.generator = torch.Generator().manual_seed(seed)  # the permutation: shared by all ranks
-        self.augment_generator = torch.Generator().manual_seed(seed + 7919 * (rank + 1))
-
-    def _shard_size(self) -> int:
-        return len(self.y) // self.world_size if self.world_size > 1 else len(self.y)
-
-    def __len__(self) -> int:
-        n = self._shard_size()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[Batch]:
-        n = len(self.y)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        if self.world_size > 1:
-            order = order[self.rank :: self.world_size][: self._shard_size()]
-        order = order.to(self.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start : start + self.batch_size]
-            x = self.x[index]
-            if self.augment is not None:
-                x = augment_batch(x, self.augment, self.augment_generator)
-            yield Batch(x, self.y[index], index)
-
-    def state(self) -> dict[str, torch.Tensor]:
-        """The random generators' states (for checkpoints)."""
-        return {"order": self.generator.get_state(), "augment": self.augment_generator.get_state()}
-
-    def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`state`; a checkpoint of a multi-process run holds every rank's augmentation state
-        (``augment_by_rank``) and each rank takes its own. A rank the checkpoint has no state for (a run resumed on
-        more processes) keeps its freshly seeded generator."""
-        self.generator.set_state(state["order"])
-        by_rank = state.get("augment_by_rank")
-        if by_rank is None:
-            self.augment_generator.set_state(state["augment"])
-        elif self.rank < len(by_rank):
-            self.augment_generator.set_state(by_rank[self.rank].clone())
+#: The former name of :class:`Data`; it shadowed ``torch.utils.data.Dataset`` in code importing both.
+Dataset = Data

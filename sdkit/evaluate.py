@@ -10,14 +10,18 @@ where ``conf`` is the mean top-class probability in the bin and ``acc`` the frac
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ._checks import check_labels, check_positive_int, check_probs
 from .data import Split
+from .models import channels_last_while
 
-__all__ = ["predict_logits", "accuracy", "expected_calibration_error", "reliability_bins", "evaluate"]
+__all__ = ["predict_logits", "predict", "accuracy", "expected_calibration_error", "reliability_bins", "evaluate"]
 
 
 @torch.no_grad()
@@ -26,11 +30,11 @@ def predict_logits(
 ) -> torch.Tensor:
     """Logits of ``model`` (in eval mode) for every row of ``x``, as float32 on the CPU.
 
-    The model is put in eval mode for the forward passes (BatchNorm uses its running statistics, dropout is off)
-    and returned to its previous mode afterwards; ``x`` goes through in batches of ``batch_size`` rows (default
-    256 on a CPU, where larger batches fall out of the caches and run about 2x slower, 1024 on a GPU). Like
-    :func:`sdkit.train`, a convolutional model is put in channels_last memory format (about 3x faster on the
-    project's CPU; the outputs are the same up to rounding).
+    ``device`` defaults to the model's own. The model runs in eval mode (BatchNorm uses its running statistics,
+    dropout is off) and is returned in the mode and memory format it came in; ``x`` goes through in batches of
+    ``batch_size`` rows (default 256 on a CPU, where larger batches fall out of the caches, 1024 on a GPU). Like
+    :func:`sdkit.train`, a convolutional model runs in channels_last memory format (the outputs are the same up
+    to rounding).
 
     >>> import sdkit
     >>> model = sdkit.build_model("mlp", (1, 8, 8), 10, seed=0)
@@ -41,21 +45,54 @@ def predict_logits(
     if batch_size is None:
         batch_size = 256 if device.type == "cpu" else 1024
     check_positive_int(batch_size, "batch_size")
-    channels_last = x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size))
+    return _logits(model, batches, device, x.dim() == 4)
+
+
+def _logits(model: nn.Module, batches, device: torch.device, images: bool) -> torch.Tensor:
     was_training = model.training
     model.eval()
     try:
-        out = []
-        for i in range(0, len(x), batch_size):
-            batch = x[i : i + batch_size].to(device)
-            if channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            out.append(model(batch).float().cpu())
+        with channels_last_while(model) if images else contextlib.nullcontext(False) as channels_last:
+            out = []
+            for batch in batches:
+                batch = batch.to(device)
+                if channels_last:
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                out.append(model(batch).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, data: Split | DataLoader, *, batch_size: int | None = None, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, labels)`` on the CPU for every sample of a :class:`sdkit.data.Split` or of a DataLoader of
+    ``(x, y)`` batches (``batch_size`` is for a Split; a DataLoader keeps its own).
+
+    >>> import sdkit
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> model = sdkit.build_model("mlp", (1, 8, 8), 10, seed=0)
+    >>> loader = DataLoader(TensorDataset(torch.zeros(5, 1, 8, 8), torch.arange(5)), batch_size=2)
+    >>> [t.shape for t in predict(model, loader)]
+    [torch.Size([5, 10]), torch.Size([5])]
+    """
+    if isinstance(data, Split):
+        return predict_logits(model, data.x, batch_size=batch_size, device=device), data.y.cpu()
+    if not isinstance(data, DataLoader):
+        raise TypeError(f"data must be an sdkit Split (e.g. data.test) or a DataLoader, got {type(data).__name__}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    labels: list[torch.Tensor] = []
+
+    def inputs():
+        for x, y, *_ in data:
+            labels.append(torch.as_tensor(y).cpu())
+            yield x
+
+    logits = _logits(model, inputs(), device, images=True)
+    return logits, torch.cat(labels)
 
 
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -118,9 +155,10 @@ def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bin
 
 
 def evaluate(
-    model: nn.Module, split: Split, *, n_bins: int = 15, batch_size: int | None = None, device=None
+    model: nn.Module, split: Split | DataLoader, *, n_bins: int = 15, batch_size: int | None = None, device=None
 ) -> dict[str, float]:
-    """Accuracy, mean negative log-likelihood (nats) and ECE of ``model`` on ``split``.
+    """Accuracy, mean negative log-likelihood (nats) and ECE of ``model`` on ``split`` (a :class:`Split` such as
+    ``data.test``, or a DataLoader of ``(x, y)`` batches).
 
     ``nll = (1/N) sum_n -log softmax(z_n)_{y_n}``; accuracy and ECE as in :func:`accuracy` and
     :func:`expected_calibration_error` (on ``softmax(z)``).
@@ -131,8 +169,7 @@ def evaluate(
     >>> sorted(evaluate(model, data.test))
     ['accuracy', 'ece', 'nll']
     """
-    logits = predict_logits(model, split.x, batch_size=batch_size, device=device)
-    targets = split.y.cpu()
+    logits, targets = predict(model, split, batch_size=batch_size, device=device)
     return {
         "accuracy": accuracy(logits, targets),
         "nll": float(F.cross_entropy(logits, targets)),

@@ -150,7 +150,7 @@ def loader_state_for_checkpoint(loader: Any, world_size: int, device: torch.devi
     rank's state.
     """
     state = dict(loader.state())
-    if world_size > 1:
+    if world_size > 1 and "augment" in state:  # a DataLoader brings its own randomness: nothing to gather
         mine = state["augment"].to(device)  # NCCL gathers device tensors only; gloo takes either
         gathered = [torch.empty_like(mine) for _ in range(world_size)]
         torch.distributed.all_gather(gathered, mine)

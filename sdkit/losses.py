@@ -67,8 +67,13 @@ def _kl_terms(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 
 
 def _kd_loss_unchecked(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
+    return _kd_loss_from_log_probs(student_logits, F.log_softmax(_upcast(teacher_logits) / T, dim=-1), T)
+
+
+def _kd_loss_from_log_probs(student_logits: torch.Tensor, log_q: torch.Tensor, T: float) -> torch.Tensor:
+    """``T^2 * KL(q || softmax(s / T))`` for a target given as log-probabilities ``log_q`` (used as it is)."""
     log_p = F.log_softmax(_upcast(student_logits) / T, dim=-1)
-    log_q = F.log_softmax(_upcast(teacher_logits) / T, dim=-1).to(log_p.dtype)
+    log_q = log_q.to(log_p.dtype)
     # 'batchmean': the summed KL divided by the batch size, the true mean per-sample KL ('mean' would also divide
     # by the number of classes and silently shrink the loss C times). A 1-D input is one sample.
     batch = log_p.shape[0] if log_p.dim() > 1 else 1

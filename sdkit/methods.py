@@ -8,21 +8,58 @@ predictions); the loop calls ``setup`` once before training, ``prepare`` on ever
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_alpha, check_temperature
-from .data import Batch, Dataset, augment_batch
-from .losses import _distillation_loss_unchecked, _kd_loss_unchecked
+from .data import Data
+from .loader import Batch, BatchLoader, DataLoaderAdapter
+from .losses import _distillation_loss_unchecked, _kd_loss_from_log_probs, _kd_loss_unchecked
 from .models import frozen_copy
 
 __all__ = [
-    "Method", "CrossEntropy", "Distill", "PSKD", "CSKD", "TeacherFreeKD", "EMATeacher", "BYOT", "DLB",
-    "LabelSmoothing", "Mixup", "class_partners",
+    "Method", "TrainContext", "CrossEntropy", "Distill", "PSKD", "CSKD", "TeacherFreeKD", "EMATeacher", "BYOT",
+    "DLB", "LabelSmoothing", "Mixup", "class_partners", "METHODS", "make_method",
 ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """What the training loop tells a method before the first epoch: ``Method.setup(model, ctx)``.
+
+    ``loader`` yields the training batches and answers ``num_samples``, ``labels`` and ``fetch(index)`` (see
+    :mod:`sdkit.loader`); ``autocast`` is the loop's mixed-precision context factory; ``seed`` is the run's seed.
+    :meth:`of` builds one for a dataset, to use a method outside :func:`sdkit.train`.
+
+    >>> import sdkit
+    >>> ctx = TrainContext.of(sdkit.load_dataset("digits"), epochs=3)
+    >>> ctx.loader.num_samples, ctx.num_classes, ctx.epochs, ctx.device
+    (1294, 10, 3, device(type='cpu'))
+    """
+
+    loader: BatchLoader | DataLoaderAdapter
+    num_classes: int
+    epochs: int
+    device: torch.device = torch.device("cpu")
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    seed: int = 0
+
+    @classmethod
+    def of(
+        cls, data: Data, *, epochs: int = 1, device: torch.device | str = "cpu", seed: int = 0, batch_size: int = 128
+    ) -> TrainContext:
+        """The context :func:`sdkit.train` would give a method for ``data``'s training split (float32, no DDP)."""
+        device = torch.device(device)
+        loader = BatchLoader(data.train, batch_size, augment=data.augment, seed=seed, device=device)
+        return cls(loader, data.num_classes, epochs, device, contextlib.nullcontext, seed)
 
 
 class Method:
@@ -48,16 +85,22 @@ class Method:
             raise ValueError(f"label_smoothing must lie in [0, 1), got label_smoothing={label_smoothing!r}")
         self.label_smoothing = label_smoothing
 
-    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
-        """Called once before the first epoch, with the student already on ``device``.
+    def setup(self, model: nn.Module, ctx: TrainContext) -> None:
+        """Called once before the first epoch, with the student already on ``ctx.device``.
 
-        Batch indices lie in ``[0, len(data.train))``; ``autocast`` is the loop's mixed-precision context factory.
+        Batch indices lie in ``[0, ctx.loader.num_samples)``; ``ctx.autocast`` is the loop's mixed-precision
+        context factory.
         """
-        self.autocast = autocast
+        self.autocast = ctx.autocast
 
     def prepare(self, batch: Batch) -> Batch:
         """Called on every training batch before the forward pass; returns the batch to train on (this one)."""
         return batch
+
+    def forward(self, forward: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The training forward pass (``forward`` is the model, maybe wrapped for DDP or compiled); returns the
+        logits. A method that needs more of the model's outputs (BYOT's auxiliary heads) asks for them here."""
+        return forward(x)
 
     def after_step(self, model: nn.Module) -> None:
         """Called after every optimizer step."""
@@ -109,13 +152,13 @@ class Distill(Method):
         self.source = teacher
         self.teacher = frozen_copy(teacher)
 
-    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
-        super().setup(model, data, device, autocast, epochs=epochs)
+    def setup(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().setup(model, ctx)
         if model is self.source:
             raise ValueError(
                 "teacher is the student itself; pass a trained copy (sdkit.frozen_copy(model)) or another model"
             )
-        self.teacher.to(device)
+        self.teacher.to(ctx.device)
         if any(isinstance(m, nn.Conv2d) for m in self.teacher.modules()):
             # the batches arrive in channels_last (see sdkit.train); a teacher in the other layout would convert
             # every activation, and cost twice the forward pass it should (measured in benchmarks/)
@@ -172,15 +215,15 @@ class PSKD(Method):
         super().__init__()
         self.alpha_T = check_alpha(alpha_T, "alpha_T")
 
-    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
-        super().setup(model, data, device, autocast, epochs=epochs)
-        self.epochs = epochs
-        n = len(data.train)
+    def setup(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().setup(model, ctx)
+        self.epochs = ctx.epochs
+        n, c, device = ctx.loader.num_samples, ctx.num_classes, ctx.device
         # The latest prediction for each sample, by index. A sample missing from an epoch (the loop drops the
         # last incomplete batch) keeps its older prediction; one never seen yet gets the plain one-hot target.
-        self.previous = torch.zeros(n, data.num_classes, device=device)
+        self.previous = torch.zeros(n, c, device=device)
         self.has_previous = torch.zeros(n, dtype=torch.bool, device=device)
-        self.current = torch.zeros(n, data.num_classes, device=device)
+        self.current = torch.zeros(n, c, device=device)
         self.has_current = torch.zeros(n, dtype=torch.bool, device=device)
 
     def alpha_at(self, epoch: int) -> float:
@@ -248,7 +291,8 @@ class CSKD(Method):
 
         L = CE(z_i, y_i) + lam * T^2 * KL(softmax(z_partner / T) || softmax(z_i / T)),   T = 4, lam = 1.
 
-    The partner is augmented like the batch, with the method's own seeded generator.
+    The partner is augmented like the batch, with the method's own generator, seeded with ``seed`` (default: the
+    ``seed`` of :func:`sdkit.train`, so that runs with different seeds draw different partners).
 
     >>> import sdkit
     >>> data = sdkit.load_dataset("digits")
@@ -260,19 +304,18 @@ class CSKD(Method):
 
     name = "cskd"
 
-    def __init__(self, T: float = 4.0, lam: float = 1.0, seed: int = 0) -> None:
+    def __init__(self, T: float = 4.0, lam: float = 1.0, seed: int | None = None) -> None:
         super().__init__()
         self.T = check_temperature(T)
         if not lam >= 0:
             raise ValueError(f"lam (the weight of the class-wise term) must be >= 0, got lam={lam!r}")
         self.lam, self.seed = float(lam), seed
 
-    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
-        super().setup(model, data, device, autocast, epochs=epochs)
-        self.x, self.y = data.train.x.to(device), data.train.y.to(device)
-        self.augment = data.augment if (data.augment.crop_padding or data.augment.flip) else None
-        self.generator = torch.Generator().manual_seed(self.seed)
-        self.channels_last = device.type == "cuda"
+    def setup(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().setup(model, ctx)
+        self.loader = ctx.loader
+        self.generator = torch.Generator().manual_seed(ctx.seed if self.seed is None else self.seed)
+        self.channels_last = ctx.device.type == "cuda"
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -281,10 +324,8 @@ class CSKD(Method):
         self.generator.set_state(state["generator"])
 
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
-        partners = class_partners(self.y, batch.index, self.generator)
-        x = self.x[partners]
-        if self.augment is not None:
-            x = augment_batch(x, self.augment, self.generator)
+        partners = class_partners(self.loader.labels, batch.index, self.generator)
+        x = self.loader.fetch(partners, self.generator)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), self.autocast():
@@ -331,8 +372,7 @@ class TeacherFreeKD(Method):
 
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
         q = virtual_teacher(batch.y, logits.shape[-1], self.correct_prob)
-        log_p = F.log_softmax(logits.float() / self.T, dim=-1)
-        soft = F.kl_div(log_p, q.log(), reduction="batchmean", log_target=True) * self.T**2
+        soft = _kd_loss_from_log_probs(logits, q.log(), self.T)
         return (1.0 - self.alpha) * F.cross_entropy(logits.float(), batch.y) + self.alpha * soft
 
 
@@ -343,8 +383,9 @@ class EMATeacher(Method):
         theta_teacher <- m_k * theta_teacher + (1 - m_k) * theta_student,   m_k = min(m, 1 - 1 / (k + 1)),
 
     for every parameter and floating-point buffer (BatchNorm running statistics); integer buffers are copied.
-    ``k`` counts optimizer steps from 1 and ``m = 0.99``: the ramp (from the mean-teacher code) lets the teacher
-    follow the student closely at first, so that it does not keep its random initial weights for hundreds of steps.
+    ``k`` counts optimizer steps from 1 and ``m = ema_decay = 0.99``: the ramp (from the mean-teacher code) lets the
+    teacher follow the student closely at first, so that it does not keep its random initial weights for hundreds
+    of steps.
     The loss is ``(1 - a_t) * CE(z, y) + a_t * T^2 * KL(softmax(t/T) || softmax(z/T))`` with the EMA teacher's
     logits ``t`` on the same augmented batch, ``T = 2`` and the soft weight ramped up linearly over the run,
     ``a_t = alpha * t / (E - 1)`` with ``alpha = 0.5`` (mean teachers ramp their consistency weight up too): with a
@@ -354,8 +395,8 @@ class EMATeacher(Method):
     >>> import sdkit
     >>> data = sdkit.load_dataset("digits")
     >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
-    >>> method = EMATeacher(momentum=0.9)
-    >>> [round(method.momentum_at(k), 3) for k in (1, 2, 5, 100)]  # the ramp, capped at m = 0.9
+    >>> method = EMATeacher(ema_decay=0.9)
+    >>> [round(method.decay_at(k), 3) for k in (1, 2, 5, 100)]  # the ramp, capped at m = 0.9
     [0.5, 0.667, 0.833, 0.9]
     >>> _ = sdkit.train(model, data, method=method, epochs=2, progress=False, device="cpu")
     >>> method.steps  # optimizer steps: 2 epochs of 10 batches of 128
@@ -366,16 +407,16 @@ class EMATeacher(Method):
 
     name = "ema"
 
-    def __init__(self, momentum: float = 0.99, T: float = 2.0, alpha: float = 0.5) -> None:
+    def __init__(self, ema_decay: float = 0.99, T: float = 2.0, alpha: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got momentum={momentum!r}")
-        self.momentum, self.T, self.alpha = momentum, check_temperature(T), check_alpha(alpha)
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1) (e.g. 0.99), got ema_decay={ema_decay!r}")
+        self.ema_decay, self.T, self.alpha = ema_decay, check_temperature(T), check_alpha(alpha)
 
-    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
-        super().setup(model, data, device, autocast, epochs=epochs)
+    def setup(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().setup(model, ctx)
         self.teacher = frozen_copy(model)
-        self.steps, self.epochs = 0, epochs
+        self.steps, self.epochs = 0, ctx.epochs
 
     def alpha_at(self, epoch: int) -> float:
         """``a_t = alpha * t / (E - 1)``."""
@@ -388,14 +429,14 @@ class EMATeacher(Method):
         self.teacher.load_state_dict(state["teacher"])
         self.steps = state["steps"]
 
-    def momentum_at(self, step: int) -> float:
+    def decay_at(self, step: int) -> float:
         """``m_k = min(m, 1 - 1/(k + 1))`` for optimizer step ``k >= 1``."""
-        return min(self.momentum, 1.0 - 1.0 / (step + 1))
+        return min(self.ema_decay, 1.0 - 1.0 / (step + 1))
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
         self.steps += 1
-        m = self.momentum_at(self.steps)
+        m = self.decay_at(self.steps)
         for t, s in zip(self.teacher.parameters(), model.parameters(), strict=True):
             t.lerp_(s, 1.0 - m)
         for t, s in zip(self.teacher.buffers(), model.buffers(), strict=True):
@@ -438,18 +479,23 @@ class BYOT(Method):
             raise ValueError(f"beta (the feature-hint weight) must be >= 0, got beta={beta!r}")
         self.T, self.alpha, self.beta = check_temperature(T), check_alpha(alpha), float(beta)
 
-    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
-        super().setup(model, data, device, autocast, epochs=epochs)
+    def setup(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().setup(model, ctx)
         if not getattr(model, "aux_heads", None):
             raise ValueError(
                 "BYOT needs a ResNet with auxiliary heads: build_model('resnet8', shape, classes, aux_heads=True)"
             )
 
+    def forward(self, forward: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        logits, self.aux = forward(x, return_aux=True)
+        return logits
+
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The loss of the last :meth:`forward` (whose auxiliary outputs it reads)."""
         deep_logits = logits.float()
-        deep_feature = model.last_features[-1]
+        deep_feature = self.aux.features[-1]
         total = F.cross_entropy(deep_logits, batch.y)
-        for head_logits, feature in zip(model.last_aux_logits, model.last_features[:-1], strict=True):
+        for head_logits, feature in zip(self.aux.logits, self.aux.features[:-1], strict=True):
             total = total + _distillation_loss_unchecked(head_logits, deep_logits.detach(), batch.y, self.T, self.alpha)
             if self.beta:
                 total = total + self.beta * (feature - deep_feature.detach()).pow(2).sum(-1).mean()
@@ -485,9 +531,9 @@ class LabelSmoothing(Method):
             raise ValueError(f"correct_prob must lie in (0, 1), got correct_prob={correct_prob!r}")
         self.correct_prob = correct_prob
 
-    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
-        super().setup(model, data, device, autocast, epochs=epochs)
-        c = data.num_classes
+    def setup(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().setup(model, ctx)
+        c = ctx.num_classes
         self.label_smoothing = (1.0 - self.correct_prob) * c / (c - 1)
 
 
@@ -559,8 +605,8 @@ class DLB(Method):
             raise ValueError(f"alpha (the weight of the consistency term) must be a number >= 0, got alpha={alpha!r}")
         self.alpha = float(alpha)
 
-    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
-        super().setup(model, data, device, autocast, epochs=epochs)
+    def setup(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().setup(model, ctx)
         self.last: tuple[Batch, torch.Tensor] | None = None  # re-visited samples and their logits one step ago
         self.n_new = 0
 
@@ -587,3 +633,40 @@ class DLB(Method):
 
     def state_dict(self) -> dict:
         return {}  # checkpoints are written between epochs, when nothing is carried over
+
+
+#: Method names (as the CLI and :func:`sdkit.book.compare` spell them) and their classes. ``kd`` needs a teacher.
+METHODS: dict[str, type[Method]] = {
+    "plain": Method,
+    "kd": Distill,
+    "pskd": PSKD,
+    "cskd": CSKD,
+    "tfkd": TeacherFreeKD,
+    "ema": EMATeacher,
+    "byot": BYOT,
+    "dlb": DLB,
+    "ls": LabelSmoothing,
+    "mixup": Mixup,
+}
+
+
+def make_method(name: str, args: Mapping[str, Any] | None = None, **extra: Any) -> Method:
+    """Build the method registered as ``name`` in :data:`METHODS` with hyperparameters ``args`` (and ``extra``,
+    e.g. ``teacher=`` for ``kd``); a hyperparameter the class does not take is an error naming the valid ones.
+
+    >>> make_method("pskd", {"alpha_T": 0.5}).alpha_T
+    0.5
+    >>> make_method("pskd", {"T": 2.0})
+    Traceback (most recent call last):
+    ...
+    ValueError: method 'pskd' has no hyperparameter 'T'; it takes ['alpha_T']
+    """
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {list(METHODS)}")
+    cls = METHODS[name]
+    kwargs = {**(args or {}), **extra}
+    valid = [p for p in inspect.signature(cls).parameters if p != "self"]
+    for key in kwargs:
+        if key not in valid:
+            raise ValueError(f"method {name!r} has no hyperparameter {key!r}; it takes {valid}")
+    return cls(**kwargs)

@@ -11,12 +11,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "MLP", "SmallCNN", "ResNet", "build_model", "count_parameters", "frozen_copy"]
+__all__ = [
+    "MODELS", "MLP", "SmallCNN", "ResNet", "build_model", "count_parameters", "frozen_copy", "channels_last_while",
+]  # fmt: skip
 
 
 def _channels(base: int, width: float) -> int:
@@ -98,20 +103,29 @@ class BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+class AuxOutputs(NamedTuple):
+    """What a ResNet's auxiliary heads saw: their logits (shallow to deep) and pooled features (then the net's)."""
+
+    logits: list[torch.Tensor]
+    features: list[torch.Tensor]
+
+
 class ResNet(nn.Module):
     """CIFAR-style ResNet: 3x3 stem, three stages of ``n`` basic blocks, ``depth = 6n + 2``.
 
     With ``aux_heads=True`` each of the first two stages gets an auxiliary classifier (a strided 3x3 conv to the
-    last stage's width, BatchNorm, ReLU, global pooling, linear) for be-your-own-teacher training: in training
-    mode ``forward`` stores ``last_aux_logits`` (shallow to deep) and ``last_features`` (the pooled features of
-    each auxiliary head, then of the network itself). It still returns only the final logits.
+    last stage's width, BatchNorm, ReLU, global pooling, linear) for be-your-own-teacher training:
+    ``forward(x, return_aux=True)`` returns ``(logits, aux)`` with ``aux.logits`` the heads' logits (shallow to
+    deep) and ``aux.features`` the pooled features of each head, then of the network itself. ``forward(x)``
+    returns only the final logits, and nothing is kept on the module between calls.
 
     >>> model = ResNet((1, 8, 8), num_classes=10, depth=8, aux_heads=True)
     >>> [len(stage) for stage in model.stages]  # depth 8 = 6 * 1 + 2: one basic block per stage
     [1, 1, 1]
-    >>> model.train()(torch.randn(4, 1, 8, 8)).shape
+    >>> model(torch.randn(4, 1, 8, 8)).shape
     torch.Size([4, 10])
-    >>> [z.shape for z in model.last_aux_logits], [f.shape for f in model.last_features]
+    >>> logits, aux = model(torch.randn(4, 1, 8, 8), return_aux=True)
+    >>> [z.shape for z in aux.logits], [f.shape for f in aux.features]
     ([torch.Size([4, 10]), torch.Size([4, 10])], [torch.Size([4, 64]), torch.Size([4, 64]), torch.Size([4, 64])])
     """
 
@@ -144,25 +158,26 @@ class ResNet(nn.Module):
                 conv = nn.Conv2d(c, widths[-1], 3, stride, 1, bias=False)
                 features = nn.Sequential(conv, nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True), self._pool())
                 self.aux_heads.append(nn.ModuleDict({"features": features, "fc": nn.Linear(widths[-1], num_classes)}))
-        self.last_aux_logits: list[torch.Tensor] = []
-        self.last_features: list[torch.Tensor] = []
 
     @staticmethod
     def _pool() -> nn.Module:
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, AuxOutputs]:
         x = self.stem(x)
         stage_outputs = []
         for stage in self.stages:
             x = stage(x)
             stage_outputs.append(x)
         feature = self.pool(x)
-        if self.training and len(self.aux_heads):
-            aux_features = [head["features"](out) for head, out in zip(self.aux_heads, stage_outputs, strict=False)]
-            self.last_aux_logits = [head["fc"](f) for head, f in zip(self.aux_heads, aux_features, strict=True)]
-            self.last_features = [*aux_features, feature]
-        return self.classifier(feature)
+        logits = self.classifier(feature)
+        if not return_aux:
+            return logits
+        if not len(self.aux_heads):
+            raise ValueError("return_aux=True needs auxiliary heads: build_model('resnet8', ..., aux_heads=True)")
+        aux_features = [head["features"](out) for head, out in zip(self.aux_heads, stage_outputs, strict=False)]
+        aux_logits = [head["fc"](f) for head, f in zip(self.aux_heads, aux_features, strict=True)]
+        return logits, AuxOutputs(aux_logits, [*aux_features, feature])
 
 
 #: The architecture names :func:`build_model` accepts.
@@ -175,11 +190,12 @@ def build_model(
     num_classes: int,
     *,
     width: float = 1.0,
-    depth: int = 8,
+    depth: int | None = None,
     seed: int = 0,
     aux_heads: bool = False,
 ) -> nn.Module:
-    """Build a model by name (``mlp``, ``cnn``, ``resnet``; ``resnet20`` etc. set the depth).
+    """Build a model by name (``mlp``, ``cnn``, ``resnet``; ``resnet20`` etc. set the depth, as does ``depth=``
+    with ``resnet``, default 8).
 
     The weights are initialised from ``seed`` without touching the global random state. ``aux_heads`` (ResNet
     only) adds the auxiliary classifiers that :class:`sdkit.methods.BYOT` trains.
@@ -190,10 +206,18 @@ def build_model(
     >>> a, b = build_model("mlp", (1, 8, 8), 10, seed=3), build_model("mlp", (1, 8, 8), 10, seed=3)
     >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # same seed, same weights
     True
+    >>> build_model("resnet20", (1, 8, 8), 10, depth=8)
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'resnet20' has depth 20 but depth=8 was passed; pass one of them
     """
     key = name.lower()
     if key.startswith("resnet") and key[6:].isdigit():
+        if depth is not None and depth != int(key[6:]):
+            raise ValueError(f"model {name!r} has depth {int(key[6:])} but depth={depth} was passed; pass one of them")
         key, depth = "resnet", int(key[6:])
+    if depth is not None and key != "resnet":
+        raise ValueError(f"depth applies to ResNets only (model 'resnet' or 'resnetN'), got model {name!r}")
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {list(MODELS)} (or resnetN, e.g. resnet20)")
     if not (isinstance(width, (int, float)) and width > 0):
@@ -210,7 +234,7 @@ def build_model(
             return MLP(input_shape, num_classes, width)
         if key == "cnn":
             return SmallCNN(input_shape, num_classes, width)
-        return ResNet(input_shape, num_classes, width, depth, aux_heads)
+        return ResNet(input_shape, num_classes, width, depth or 8, aux_heads)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -233,3 +257,31 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+@contextlib.contextmanager
+def channels_last_while(model: nn.Module) -> Iterator[bool]:
+    """Put a convolutional ``model`` in channels_last memory format for the ``with`` block, then back as it was.
+
+    Yields whether the model has convolutions (and so runs in channels_last); other models are left alone.
+    Convolutions on channels_last tensors usually run faster (measurements in benchmarks/).
+
+    >>> model = build_model("cnn", (1, 8, 8), 10)
+    >>> with channels_last_while(model) as converted:
+    ...     inside = model.features[4].weight.is_contiguous(memory_format=torch.channels_last)
+    >>> converted, inside, model.features[4].weight.is_contiguous()  # contiguous (NCHW) again afterwards
+    (True, True, True)
+    """
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        yield False
+        return
+    # a weight with one input channel or a 1x1 kernel is both NCHW- and NHWC-contiguous: look at one that is not
+    telling = [w for w in convs if not w.is_contiguous() or not w.is_contiguous(memory_format=torch.channels_last)]
+    was_channels_last = bool(telling) and telling[0].is_contiguous(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield True
+    finally:
+        if not was_channels_last:
+            model.to(memory_format=torch.contiguous_format)

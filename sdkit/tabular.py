@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import Augment, Dataset, Split
+from .data import Augment, Data, Split
 
 __all__ = ["TABULAR_DATASETS", "TabularDataset", "load_tabular", "stratified_split"]
 
@@ -27,8 +27,8 @@ TABULAR_DATASETS = ("breast-cancer", "wine", "iris")
 
 
 @dataclass
-class TabularDataset(Dataset):
-    """A :class:`sdkit.data.Dataset` of feature vectors, with the per-feature statistics used to standardise it.
+class TabularDataset(Data):
+    """A :class:`sdkit.data.Data` of feature vectors, with the per-feature statistics used to standardise it.
 
     >>> wine = load_tabular("wine")
     >>> isinstance(wine, TabularDataset), wine.num_features, wine.feature_names[:2], wine.input_shape

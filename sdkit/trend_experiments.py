@@ -19,7 +19,6 @@ initialisation and data order and differ only in the teacher. Differences are ju
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import html
 import itertools
@@ -39,10 +38,11 @@ from torch import nn
 from . import stats
 from ._checks import check_alpha, check_positive_int, check_temperature
 from .compress import count_nonzero, prune_global, quantize_dynamic_int8, sparsity, state_dict_bytes
-from .data import Batch, BatchLoader, Dataset, Split, augment_batch, load_dataset
+from .data import Data, Split, load_dataset
 from .evaluate import evaluate, predict_logits
+from .loader import Batch, BatchLoader, augment_batch
 from .losses import _distillation_loss_unchecked
-from .methods import PSKD, Distill, Method
+from .methods import PSKD, Distill, Method, TrainContext
 from .models import build_model, count_parameters, frozen_copy
 from .stats import paired, verdict
 from .tabular import load_tabular
@@ -151,25 +151,25 @@ class CachedDistill(Method):
         self.teacher = frozen_copy(teacher)
         self.cache_seconds = float("nan")
 
-    def setup(self, model: nn.Module, data: Dataset, device: torch.device, autocast, *, epochs: int) -> None:
-        super().setup(model, data, device, autocast, epochs=epochs)
+    def setup(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().setup(model, ctx)
         start = time.perf_counter()
-        self.teacher.to(device)
-        self.cached = predict_logits(self.teacher, data.train.x, device=device).to(device)
+        self.teacher.to(ctx.device)
+        self.cached = predict_logits(self.teacher, ctx.loader.x, device=ctx.device).to(ctx.device)
         self.cache_seconds = time.perf_counter() - start
 
     def loss(self, model: nn.Module, batch: Batch, logits: torch.Tensor, epoch: int) -> torch.Tensor:
         return _distillation_loss_unchecked(logits, self.cached[batch.index], batch.y, self.T, self.alpha)
 
 
-def _load(spec: dict[str, Any]) -> Dataset:
+def _load(spec: dict[str, Any]) -> Data:
     kwargs = {k: spec[k] for k in ("train_size", "test_size") if spec.get(k) is not None}
     if "val_fraction" in spec:
         kwargs["val_fraction"] = spec["val_fraction"]
     return load_dataset(spec["dataset"], **kwargs)
 
 
-def _maker(name: str, data: Dataset, width: float = 1.0):
+def _maker(name: str, data: Data, width: float = 1.0):
     """``make(seed)`` -> a fresh model ``name`` for ``data``, initialised from ``seed``."""
 
     def make(seed: int) -> nn.Module:
@@ -178,7 +178,7 @@ def _maker(name: str, data: Dataset, width: float = 1.0):
     return make
 
 
-def _train(model: nn.Module, data: Dataset, spec: dict[str, Any], seed: int, **kwargs: Any):
+def _train(model: nn.Module, data: Data, spec: dict[str, Any], seed: int, **kwargs: Any):
     start = time.perf_counter()
     history = train(
         model,
@@ -197,7 +197,7 @@ def _train(model: nn.Module, data: Dataset, spec: dict[str, Any], seed: int, **k
 ROLES = ("teacher", "distilled student", "student alone")
 
 
-def _teacher_and_students(model: str, data: Dataset, spec: dict[str, Any], s: int) -> dict[str, nn.Module]:
+def _teacher_and_students(model: str, data: Data, spec: dict[str, Any], s: int) -> dict[str, nn.Module]:
     """The three models of one repetition, trained in this order: a teacher (seed ``s``), its distilled student
     (seed ``s + 1``) and the student's plain twin (seed ``s + 1``: same initialisation and data order), by role."""
     make = _maker(model, data)
@@ -402,7 +402,7 @@ def _overhead(distill_history, plain_history) -> float:
 
 
 @torch.no_grad()
-def view_consistency(teacher: nn.Module, data: Dataset, T: float, seed: int = 0) -> dict[str, float]:
+def view_consistency(teacher: nn.Module, data: Data, T: float, seed: int = 0) -> dict[str, float]:
     """How different the teacher's soft labels are on the clean training images (what a cache stores) and on one
     randomly augmented view of each (what the student sees): argmax disagreement, mean KL(clean || view) at ``T``
     (times ``T^2``, as in the loss) and the teacher's accuracy on each."""
@@ -421,7 +421,7 @@ def view_consistency(teacher: nn.Module, data: Dataset, T: float, seed: int = 0)
 
 def teacher_overhead(
     model_name: str,
-    data: Dataset,
+    data: Data,
     *,
     width: float = 1.0,
     batch_size: int = 128,
@@ -453,8 +453,9 @@ def teacher_overhead(
                          channels_last=channels_last)  # fmt: skip
     batches = list(itertools.islice(iter(loader), steps))
     methods = {"plain": Method(), "kd": Distill(teacher, T, alpha), "cached": CachedDistill(teacher, T, alpha)}
+    ctx = TrainContext(loader, data.num_classes, epochs=1, device=CPU)
     for method in methods.values():
-        method.setup(student, data, CPU, contextlib.nullcontext, epochs=1)
+        method.setup(student, ctx)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
     student.train()
     seconds: dict[str, list[float]] = {name: [] for name in methods}

@@ -41,7 +41,7 @@ def test_an_empty_split_is_rejected_before_training(digits):
 
 
 def test_train_argument_types_and_combinations(digits):
-    with pytest.raises(TypeError, match="data must be an sdkit Dataset .* got tuple"):
+    with pytest.raises(TypeError, match="data must be an sdkit Data .* got tuple"):
         sdkit.train(mlp(digits), (digits.train.x, digits.train.y), epochs=1, progress=False)
     with pytest.raises(ValueError, match="pass either teacher= .* or method=, not both"):
         sdkit.train(mlp(digits), digits, teacher=mlp(digits, seed=1), method=sdkit.PSKD(), epochs=1, progress=False)

@@ -73,3 +73,28 @@ def test_compare_cli_writes_json(tmp_path, capsys):
     assert len(result["rows"]) == 4 and result["machine"]["cpu_count"] >= 1
     assert "plain" in capsys.readouterr().out
     assert main(["compare", "--methods", "plain,nope"]) == 2
+
+
+def test_method_hyperparameters_reach_the_method_from_compare_and_the_cli(digits, monkeypatch, capsys):
+    seen = []
+    real_train = sdkit.compare.__globals__["train"]
+
+    def spy(model, data, **kwargs):
+        seen.append(kwargs.get("method"))
+        return real_train(model, data, **kwargs)
+
+    monkeypatch.setitem(sdkit.compare.__globals__, "train", spy)
+    sdkit.compare(digits, ["pskd", "kd"], seeds=[0], epochs=1, model="mlp", log=None,
+                  method_args={"pskd": {"alpha_T": 0.3}, "kd": {"T": 2.0, "alpha": 0.4}})  # fmt: skip
+    pskd, _, kd = seen  # kd trains its teacher (plain) first
+    assert (pskd.alpha_T, kd.T, kd.alpha) == (0.3, 2.0, 0.4)
+    seen.clear()
+    assert main(["compare", "--methods", "pskd", "--seeds", "1", "--epochs", "1", "--model", "mlp",
+                 "--method-arg", "pskd.alpha_T=0.25"]) == 0  # fmt: skip
+    assert seen[0].alpha_T == 0.25
+    with pytest.raises(ValueError, match="method 'pskd' has no hyperparameter 'T'; it takes \\['alpha_T'\\]"):
+        sdkit.compare(digits, ["pskd"], method_args={"pskd": {"T": 2.0}}, log=None)
+    with pytest.raises(ValueError, match="not among the compared methods"):
+        sdkit.compare(digits, ["pskd"], method_args={"cskd": {"T": 2.0}}, log=None)
+    assert main(["compare", "--method-arg", "alpha_T=0.5"]) == 2
+    assert "METHOD.NAME=VALUE" in capsys.readouterr().err

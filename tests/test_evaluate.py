@@ -79,8 +79,11 @@ def test_predict_logits_of_a_conv_net_matches_its_plain_forward_pass():
     model.train()
     got = sdkit.predict_logits(model, x, batch_size=128)  # three batches, the last one short
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
-    assert model.training  # its mode is given back
+    assert model.training  # its mode is given back, and its memory format
     deep = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+    assert all(w.is_contiguous() for w in deep)
+    model.to(memory_format=torch.channels_last)  # a model kept in channels_last stays so
+    sdkit.predict_logits(model, x[:4])
     assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in deep)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         sdkit.predict_logits(model, x, batch_size=0)

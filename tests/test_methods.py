@@ -1,13 +1,11 @@
 """Each self-distillation method's defining behaviour, checked against its formula."""
 
-import contextlib
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 import sdkit
-from sdkit.methods import virtual_teacher
+from sdkit.methods import TrainContext, virtual_teacher
 
 
 def toy_data(n=12, classes=3, features=4, seed=0):
@@ -40,7 +38,7 @@ def test_cskd_loss_is_ce_plus_classwise_kl():
     data = toy_data()
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     method = sdkit.CSKD(T=4.0, lam=1.0, seed=3)
-    method.setup(model, data, torch.device("cpu"), contextlib.nullcontext, epochs=1)
+    method.setup(model, TrainContext.of(data, epochs=1))
     batch = sdkit.Batch(data.train.x[:6], data.train.y[:6], torch.arange(6))
     partners = sdkit.class_partners(data.train.y, batch.index, torch.Generator().manual_seed(3))
     logits = model(batch.x)
@@ -66,10 +64,10 @@ def test_virtual_teacher_and_tfkd_loss():
 def test_ema_update_formula_including_buffers():
     data = toy_data()
     student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
-    method = sdkit.EMATeacher(momentum=0.9)
-    method.setup(student, data, torch.device("cpu"), None, epochs=1)
+    method = sdkit.EMATeacher(ema_decay=0.9)
+    method.setup(student, TrainContext.of(data, epochs=1))
     assert method.teacher is not student and not method.teacher.training
-    assert [method.momentum_at(k) for k in (1, 2, 9, 20)] == pytest.approx([0.5, 2 / 3, 0.9, 0.9])
+    assert [method.decay_at(k) for k in (1, 2, 9, 20)] == pytest.approx([0.5, 2 / 3, 0.9, 0.9])
     for _ in range(3):  # steps 1..3 use m = 1/2, 2/3, 3/4
         old_teacher = {k: v.clone() for k, v in method.teacher.state_dict().items()}
         with torch.no_grad():
@@ -77,20 +75,20 @@ def test_ema_update_formula_including_buffers():
                 p.add_(torch.randn_like(p))
         student.train()(torch.randn(8, 1, 1, 4))  # moves BatchNorm's running statistics and its counter
         method.after_step(student)
-        m = method.momentum_at(method.steps)
+        m = method.decay_at(method.steps)
         for key, value in method.teacher.state_dict().items():
             s = student.state_dict()[key]
             expected = s if not value.is_floating_point() else m * old_teacher[key] + (1 - m) * s
             torch.testing.assert_close(value, expected, msg=key)
-    with pytest.raises(ValueError, match="momentum"):
-        sdkit.EMATeacher(momentum=1.0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        sdkit.EMATeacher(ema_decay=1.0)
 
 
 def test_ema_loss_ramps_the_soft_weight():
     data = toy_data()
     student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-    method = sdkit.EMATeacher(momentum=0.9, T=2.0, alpha=0.5)
-    method.setup(student, data, torch.device("cpu"), contextlib.nullcontext, epochs=5)
+    method = sdkit.EMATeacher(ema_decay=0.9, T=2.0, alpha=0.5)
+    method.setup(student, TrainContext.of(data, epochs=5))
     assert [method.alpha_at(t) for t in range(5)] == pytest.approx([0.0, 0.125, 0.25, 0.375, 0.5])
     with torch.no_grad():
         student[1].weight.add_(1.0)  # make the student differ from its (older) average
@@ -107,17 +105,19 @@ def test_byot_heads_and_loss():
     model = sdkit.build_model("resnet8", (1, 8, 8), 10, aux_heads=True)
     assert len(model.aux_heads) == 2
     x, y = torch.randn(5, 1, 8, 8), torch.arange(5)
-    logits = model.train()(x)
-    assert [a.shape for a in model.last_aux_logits] == [(5, 10), (5, 10)]
-    assert [f.shape for f in model.last_features] == [(5, 64)] * 3
+    logits, aux = model.train()(x, return_aux=True)
+    assert [a.shape for a in aux.logits] == [(5, 10), (5, 10)]
+    assert [f.shape for f in aux.features] == [(5, 64)] * 3
+    assert not [k for k in vars(model) if k.startswith("last_")]  # nothing is left on the module
     method = sdkit.BYOT(T=3.0, alpha=0.3, beta=0.0)
     batch = sdkit.Batch(x, y, torch.arange(5))
     expected = F.cross_entropy(logits, y) + sum(
-        0.7 * F.cross_entropy(a, y) + 0.3 * manual_kl_t2(a, logits.detach(), 3.0) for a in model.last_aux_logits
+        0.7 * F.cross_entropy(a, y) + 0.3 * manual_kl_t2(a, logits.detach(), 3.0) for a in aux.logits
     )
-    torch.testing.assert_close(method.loss(model, batch, logits, 0), expected)
-    with_hint = sdkit.BYOT(T=3.0, alpha=0.3, beta=0.5).loss(model, batch, logits, 0)
-    hint = sum((f - model.last_features[-1]).pow(2).sum(-1).mean() for f in model.last_features[:-1])
+    torch.testing.assert_close(method.loss(model, batch, method.forward(model, x), 0), expected)
+    with_hint = sdkit.BYOT(T=3.0, alpha=0.3, beta=0.5)
+    with_hint = with_hint.loss(model, batch, with_hint.forward(model, x), 0)
+    hint = sum((f - aux.features[-1]).pow(2).sum(-1).mean() for f in aux.features[:-1])
     torch.testing.assert_close(with_hint, expected + 0.5 * hint)
     model.eval()(x)  # evaluation uses only the final classifier and does not need the heads
     with pytest.raises(ValueError, match="aux_heads=True needs a ResNet"):
@@ -141,7 +141,7 @@ def test_byot_refuses_a_model_without_heads(digits):
 def test_a_conv_teacher_is_put_in_the_students_channels_last_layout(digits):
     student, teacher = (sdkit.build_model("cnn", digits.input_shape, 10, seed=s) for s in (0, 1))
     method = sdkit.Distill(teacher)
-    method.setup(student, digits, torch.device("cpu"), contextlib.nullcontext, epochs=1)
+    method.setup(student, TrainContext.of(digits, epochs=1))
     deep = [m.weight for m in method.teacher.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
     assert deep and all(w.is_contiguous(memory_format=torch.channels_last) for w in deep)
     assert not any(w.is_contiguous() for w in deep)  # really converted, not contiguous in both layouts
@@ -156,7 +156,7 @@ def test_dlb_revisits_half_the_last_batch_and_matches_its_formula():
     data = toy_data(n=12)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     method = sdkit.DLB(T=3.0, alpha=0.7)
-    method.setup(model, data, torch.device("cpu"), contextlib.nullcontext, epochs=1)
+    method.setup(model, TrainContext.of(data, epochs=1))
     first = sdkit.Batch(data.train.x[:4], data.train.y[:4], torch.arange(4))
     assert method.prepare(first) is first  # nothing to re-visit at the first step
     z1 = model(first.x)
@@ -215,7 +215,7 @@ def test_mixup_mixes_inputs_and_labels_with_one_lambda():
 def test_label_smoothing_targets_teacher_free_kds_virtual_teacher():
     data = toy_data(n=6, classes=3)
     method = sdkit.LabelSmoothing(correct_prob=0.8)
-    method.setup(None, data, torch.device("cpu"), contextlib.nullcontext, epochs=1)
+    method.setup(None, TrainContext.of(data, epochs=1))
     assert method.label_smoothing == pytest.approx(0.2 * 3 / 2)  # eps = (1 - p) C / (C - 1)
     logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
     batch = sdkit.Batch(data.train.x, data.train.y, torch.arange(6))

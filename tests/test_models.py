@@ -58,3 +58,12 @@ def test_frozen_copy_is_a_separate_frozen_model():
     assert all(p.requires_grad for p in model.parameters())
     shared = {id(p) for p in model.parameters()} & {id(p) for p in teacher.parameters()}
     assert not shared
+
+
+def test_resnet_name_and_depth_must_agree():
+    assert len(sdkit.build_model("resnet", (1, 8, 8), 10, depth=14).stages[0]) == 2
+    assert len(sdkit.build_model("resnet14", (1, 8, 8), 10, depth=14).stages[0]) == 2
+    with pytest.raises(ValueError, match="'resnet20' has depth 20 but depth=8"):
+        sdkit.build_model("resnet20", (1, 8, 8), 10, depth=8)
+    with pytest.raises(ValueError, match="depth applies to ResNets only"):
+        sdkit.build_model("cnn", (1, 8, 8), 10, depth=8)

@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     torch.set_num_threads(1)
     data = sdkit.load_dataset("digits")
     model = sdkit.build_model("cnn", data.input_shape, 10, seed=0, width=0.5)
-    methods = {"plain": None, "pskd": sdkit.PSKD(), "ema": sdkit.EMATeacher(momentum=0.9)}
+    methods = {"plain": None, "pskd": sdkit.PSKD(), "ema": sdkit.EMATeacher(ema_decay=0.9)}
 
     def die(epoch, history):
         if epoch == kill_at:

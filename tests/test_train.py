@@ -3,6 +3,7 @@ import torch
 
 import sdkit
 from sdkit.data import Augment
+from sdkit.methods import TrainContext
 
 
 def params_and_buffers(model):
@@ -126,7 +127,7 @@ def test_bad_labels_in_data_are_caught_before_training(digits):
 def test_pskd_schedule_and_targets():
     method = sdkit.PSKD(alpha_T=0.8)
     data = sdkit.Dataset("toy", *(sdkit.Split(torch.zeros(4, 1, 1, 1), torch.tensor([0, 1, 1, 0])),) * 3, 2, ("a", "b"))
-    method.setup(torch.nn.Identity(), data, torch.device("cpu"), None, epochs=5)
+    method.setup(torch.nn.Identity(), TrainContext.of(data, epochs=5))
     assert [method.alpha_at(t) for t in range(5)] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, -1.0]])
     y = torch.tensor([0, 1, 1, 0])
@@ -223,3 +224,68 @@ def test_training_for_exactly_four_steps(digits):
     model = sdkit.build_model("mlp", data.input_shape, 10, seed=0)
     history = sdkit.train(model, data, epochs=1, batch_size=64, progress=False, device="cpu")
     assert len(history.records) == 1 and history["train_loss"][0] > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": sdkit.PSKD(), "T": 2.0}, "T=2.0 would be ignored: method=PSKD"),
+        ({"method": sdkit.PSKD(), "alpha": 0.5}, "alpha=0.5 would be ignored"),
+        ({"method": sdkit.PSKD(), "label_smoothing": 0.1}, "label_smoothing=0.1 would be ignored"),
+        ({"T": 2.0}, "T=2.0 would be ignored without a teacher"),
+        ({"alpha": 0.3}, "alpha=0.3 would be ignored without a teacher"),
+        ({"momentm": 0.5}, "unknown setting\\(s\\) \\['momentm'\\]"),
+    ],
+)
+def test_settings_the_objective_would_ignore_are_errors(digits, kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        sdkit.train(sdkit.build_model("mlp", digits.input_shape, 10), digits, progress=False, **kwargs)
+
+
+def test_config_object_and_keywords_give_the_same_run(digits):
+    def run(**kwargs):
+        model = sdkit.build_model("mlp", digits.input_shape, 10, seed=0)
+        history = sdkit.train(model, digits, progress=False, device="cpu", **kwargs)
+        return model, history
+
+    config = sdkit.TrainConfig(epochs=2, lr=0.05, seed=4)
+    (a, ha), (b, hb) = run(config=config), run(epochs=2, lr=0.05, seed=4)
+    assert ha.config == hb.config == config
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    (_, hc) = run(config=config, epochs=1)  # a keyword overrides the config's field
+    assert hc.config.epochs == 1 and hc.config.lr == 0.05
+
+
+def test_resume_compares_the_stored_config_and_rejects_a_checkpoint_without_one(tmp_path, digits):
+    path = tmp_path / "run.pt"
+    sdkit.train(sdkit.build_model("mlp", digits.input_shape, 10), digits, epochs=1, checkpoint=path, progress=False)
+    assert sdkit.load_checkpoint(path)["config"]["epochs"] == 1
+    with pytest.raises(ValueError, match="lr=None.*this run has lr=0.05"):
+        sdkit.train(sdkit.build_model("mlp", digits.input_shape, 10), digits, epochs=1, lr=0.05, checkpoint=path,
+                    resume=True, progress=False)  # fmt: skip
+    state = sdkit.load_checkpoint(path)
+    del state["config"], state["epochs"]
+    sdkit.save_checkpoint(path, state)
+    with pytest.raises(ValueError, match="epochs=None"):
+        sdkit.train(sdkit.build_model("mlp", digits.input_shape, 10), digits, epochs=1, checkpoint=path,
+                    resume=True, progress=False)  # fmt: skip
+
+
+def test_cskd_partners_follow_trains_seed_unless_the_method_sets_one(digits):
+    def partners(train_seed, method_seed=None):
+        method = sdkit.CSKD(seed=method_seed)
+        model = sdkit.build_model("mlp", digits.input_shape, 10, seed=0)
+        sdkit.train(model, digits, method=method, epochs=1, seed=train_seed, progress=False, device="cpu")
+        return method.generator.get_state()
+
+    assert not torch.equal(partners(0), partners(1))
+    assert torch.equal(partners(0, method_seed=7), partners(1, method_seed=7))
+
+
+def test_train_and_predict_leave_the_models_memory_format_and_mode(digits):
+    model = sdkit.build_model("cnn", digits.input_shape, 10, width=0.25).train()
+    deep = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+    sdkit.predict_logits(model, digits.test.x[:8])
+    assert model.training and all(w.is_contiguous() for w in deep)
+    sdkit.train(model, digits, epochs=1, progress=False, device="cpu")
+    assert all(w.is_contiguous() for w in deep)

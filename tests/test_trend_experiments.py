@@ -7,6 +7,7 @@ import torch
 import sdkit
 from sdkit import trend_experiments as te
 from sdkit.losses import distillation_loss
+from sdkit.methods import TrainContext
 
 
 def test_mean_std_is_a_dict_with_the_count():
@@ -30,7 +31,7 @@ def test_cached_distill_equals_online_distill_without_augmentation(digits):
     teacher = sdkit.build_model("mlp", digits.input_shape, 10, seed=0)
     method = te.CachedDistill(teacher, T=3.0, alpha=0.7)
     student = sdkit.build_model("mlp", digits.input_shape, 10, seed=1)
-    method.setup(student, digits, torch.device("cpu"), lambda: torch.autocast("cpu", enabled=False), epochs=1)
+    method.setup(student, TrainContext.of(digits, epochs=1))
     index = torch.tensor([5, 0, 17, 3])
     batch = sdkit.Batch(digits.train.x[index], digits.train.y[index], index)
     logits = student(batch.x)
