@@ -51,7 +51,7 @@ class PerSampleDataset(torch.utils.data.Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-def uint8_images(split: sdkit.Split, data: sdkit.Dataset) -> torch.Tensor:
+def uint8_images(split: sdkit.Split, data: sdkit.Data) -> torch.Tensor:
     """The split's images back as uint8 pixels, the form a torchvision dataset hands to per-sample transforms."""
     return (data.denormalize(split.x) * 255).round().clamp(0, 255).to(torch.uint8)
 
@@ -85,9 +85,9 @@ def _run_one(mode: str, task: str, args: dict, queue) -> None:
             epoch_seconds.append(time.perf_counter() - start)
         epoch_seconds = epoch_seconds[1:]
     else:  # the library's own loop; History records each epoch's training time (validation excluded)
+        objective = {"teacher": teacher, "T": 4.0, "alpha": 0.9} if task == "distill" else {}
         history = sdkit.train(
-            student, data, teacher=teacher if task == "distill" else None, T=4.0, alpha=0.9, epochs=1 + epochs,
-            batch_size=bs, device=device, progress=False,
+            student, data, **objective, epochs=1 + epochs, batch_size=bs, device=device, progress=False
         )  # fmt: skip
         epoch_seconds = history["seconds"][1:]
     # the median epoch: one epoch slowed down by another process on a shared machine does not move it

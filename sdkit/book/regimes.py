@@ -35,13 +35,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import stats
 from ..data import Dataset, Split, load_dataset
 from ..evaluate import evaluate
 from ..methods import CSKD, DLB, PSKD, LabelSmoothing, Method, Mixup, TeacherFreeKD
 from ..models import build_model
 from ..train import History, train
 from ..utils import atomic_write_json, machine_info
+from . import stats
 
 __all__ = ["CELLS", "BUDGETS", "METHODS", "noisy_labels", "CONFUSIONS", "run_cell", "load_grid", "gains", "main"]
 
