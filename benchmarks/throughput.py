@@ -53,7 +53,7 @@ class PerSampleDataset(torch.utils.data.Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-def uint8_images(split: sdkit.Split, data: sdkit.Dataset) -> torch.Tensor:
+def uint8_images(split: sdkit.Split, data: sdkit.Data) -> torch.Tensor:
     """The split's images back as uint8 pixels, the form a torchvision dataset hands to per-sample transforms."""
     return (data.denormalize(split.x) * 255).round().clamp(0, 255).to(torch.uint8)
 
@@ -146,9 +146,9 @@ def _run_one(mode: str, task: str, args: dict, results) -> None:
     elif task == "eval":
         epoch_seconds = time_epochs(lambda: sdkit.predict_logits(student, split.x, batch_size=bs), epochs, device)
     else:  # the library's own loop; History records each epoch's training time (validation excluded)
+        objective = {"teacher": teacher, "T": 4.0, "alpha": 0.9} if task == "distill" else {}
         history = sdkit.train(
-            student, data, teacher=teacher if task == "distill" else None, T=4.0, alpha=0.9, epochs=1 + epochs,
-            batch_size=bs, device=device, progress=False,
+            student, data, **objective, epochs=1 + epochs, batch_size=bs, device=device, progress=False
         )  # fmt: skip
         epoch_seconds = history["seconds"][1:]
     results.put(measured_row(epoch_seconds, len(split), device, mode=mode, task=task))

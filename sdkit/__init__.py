@@ -1,49 +1,55 @@
-"""sdkit: a small PyTorch library for (self-)distillation, companion to the book *Self-Distillation, Executed*."""
+"""sdkit: a small PyTorch library for (self-)distillation, companion to the book *Self-Distillation, Executed*.
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .compare import METHODS, compare, evaluate_ensemble, summarize
-from .data import DATASETS, Data, Dataset, Split, load_dataset, read_idx
-from .evaluate import accuracy, evaluate, expected_calibration_error, predict_logits, reliability_bins
-from .loader import Batch, BatchLoader, augment_batch
-from .losses import (
-    DistillationLoss,
-    KDLoss,
-    SoftCrossEntropy,
-    distillation_loss,
-    kd_loss,
-    soft_cross_entropy,
-)
-from .methods import (
-    BYOT,
-    CSKD,
-    DLB,
-    PSKD,
-    CrossEntropy,
-    Distill,
-    EMATeacher,
-    LabelSmoothing,
-    Method,
-    Mixup,
-    TeacherFreeKD,
-    class_partners,
-)
-from .models import MLP, MODELS, ResNet, SmallCNN, build_model, count_parameters, frozen_copy
-from .temperature import entropy, soften, soften_probs
-from .train import Generation, History, TrainConfig, born_again, train
-from .utils import atomic_torch_save, atomic_write_json, is_quick, machine_info, pick_device, run_mode
+The core, in reading order: data (:mod:`sdkit.data`, :mod:`sdkit.loader`), models (:mod:`sdkit.models`), losses
+(:mod:`sdkit.temperature`, :mod:`sdkit.losses`), methods (:mod:`sdkit.methods`), training (:mod:`sdkit.train`),
+evaluation (:mod:`sdkit.evaluate`), and :func:`compare`. ``sdkit.extras`` holds robustness, compression and tabular
+tools; ``sdkit.book`` what only the book's chapters use.
+"""
+
+import importlib
+
+from .compare import compare
+from .data import Data, Split, load_dataset
+from .evaluate import evaluate, predict_logits
+from .loader import BatchLoader
+from .losses import distillation_loss, kd_loss, soft_cross_entropy
+from .methods import BYOT, CSKD, DLB, PSKD, Distill, EMATeacher, LabelSmoothing, Method, Mixup, TeacherFreeKD
+from .models import build_model, count_parameters, frozen_copy
+from .temperature import entropy, soften
+from .train import TrainConfig, born_again, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "load_checkpoint", "save_checkpoint",
-    "METHODS", "compare", "evaluate_ensemble", "summarize",
-    "DATASETS", "Batch", "BatchLoader", "Data", "Dataset", "Split", "augment_batch", "load_dataset", "read_idx",
-    "accuracy", "evaluate", "expected_calibration_error", "predict_logits", "reliability_bins",
-    "DistillationLoss", "KDLoss", "SoftCrossEntropy", "distillation_loss", "kd_loss", "soft_cross_entropy",
-    "CrossEntropy", "Distill", "Method", "PSKD", "CSKD", "TeacherFreeKD", "EMATeacher", "BYOT", "DLB", "LabelSmoothing",
-    "Mixup", "class_partners",
-    "MODELS", "MLP", "ResNet", "SmallCNN", "build_model", "count_parameters", "frozen_copy",
-    "entropy", "soften", "soften_probs",
-    "Generation", "History", "TrainConfig", "born_again", "train",
-    "atomic_torch_save", "atomic_write_json", "is_quick", "machine_info", "pick_device", "run_mode",
+    "load_dataset", "Data", "Split", "BatchLoader",
+    "build_model", "count_parameters", "frozen_copy",
+    "soften", "entropy", "kd_loss", "distillation_loss", "soft_cross_entropy",
+    "Method", "Distill", "PSKD", "CSKD", "TeacherFreeKD", "EMATeacher", "BYOT", "DLB", "LabelSmoothing", "Mixup",
+    "TrainConfig", "train", "born_again", "evaluate", "predict_logits", "compare",
 ]  # fmt: skip
+
+# Names that sdkit exported before its core was cut down, and where they live now. They still resolve (on first
+# use, so that `import sdkit` stays light), but are not part of the core's API.
+_ELSEWHERE = {
+    **dict.fromkeys(["load_checkpoint", "save_checkpoint"], "sdkit.checkpoint"),
+    **dict.fromkeys(["DATASETS", "Dataset", "read_idx"], "sdkit.data"),
+    **dict.fromkeys(["Batch", "augment_batch"], "sdkit.loader"),
+    **dict.fromkeys(
+        ["accuracy", "expected_calibration_error", "reliability_bins", "evaluate_ensemble"], "sdkit.evaluate"
+    ),
+    **dict.fromkeys(["KDLoss", "SoftCrossEntropy", "DistillationLoss"], "sdkit.losses"),
+    **dict.fromkeys(["CrossEntropy", "class_partners", "METHODS", "make_method", "TrainContext"], "sdkit.methods"),
+    **dict.fromkeys(["MLP", "MODELS", "ResNet", "SmallCNN"], "sdkit.models"),
+    "soften_probs": "sdkit.temperature",
+    **dict.fromkeys(["Generation", "History"], "sdkit.train"),
+    **dict.fromkeys(
+        ["atomic_torch_save", "atomic_write_json", "is_quick", "machine_info", "pick_device", "run_mode"], "sdkit.utils"
+    ),
+    "summarize": "sdkit.book.compare",
+}
+
+
+def __getattr__(name: str):
+    if name in _ELSEWHERE:
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    raise AttributeError(f"module 'sdkit' has no attribute {name!r}")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .compare import METHODS, compare, summarize
+from .compare import METHODS, compare
 from .data import DATASETS, load_dataset
 from .faults import TrainingDiverged, init_process_group, interrupted, sigterm_as_interrupt
 from .models import MODELS, build_model, count_parameters
@@ -189,6 +189,8 @@ def _compare(args: argparse.Namespace) -> int:
         data, methods, list(range(args.seeds)), method_args=_method_args(args.method_arg), model=args.model,
         width=args.width, epochs=args.epochs, batch_size=args.batch_size, device=device,
     )  # fmt: skip
+    from .book.compare import summarize  # the book's summary table (mean and std over seeds)
+
     summary = summarize(rows)
     print(f"\n{'method':<8}{'test acc':>18}{'test NLL':>18}{'test ECE':>18}{'seconds':>14}")
     for r in summary:

@@ -21,58 +21,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import stats
-from .data import Data, Split
-from .evaluate import evaluate, expected_calibration_error, predict_logits
+from .data import Data
+from .evaluate import evaluate
 from .methods import METHODS as REGISTRY
 from .methods import make_method
 from .models import build_model
 from .train import train
 
-__all__ = ["METHODS", "compare", "summarize", "evaluate_ensemble"]
+__all__ = ["METHODS", "compare"]
 
 #: The method names :func:`compare` accepts, in the order it reports them (see the module docstring): those of
 #: the registry :data:`sdkit.methods.METHODS`, plus ``ban`` (``kd`` from a same-size teacher).
 METHODS = ("plain", "kd", "ban", *(name for name in REGISTRY if name not in ("plain", "kd")))
-
-
-def evaluate_ensemble(models: Sequence[nn.Module], split: Split, n_bins: int = 15) -> dict[str, float]:
-    """Accuracy, NLL and ECE of the average of the models' predicted probabilities (e.g. born-again generations).
-
-    >>> import sdkit
-    >>> data = sdkit.load_dataset("digits")
-    >>> models = [sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=seed) for seed in (0, 1)]
-    >>> for seed, model in enumerate(models):
-    ...     _ = sdkit.train(model, data, epochs=2, seed=seed, progress=False, device="cpu")
-    >>> metrics = evaluate_ensemble(models, data.test)
-    >>> sorted(metrics), metrics["accuracy"] > 0.8
-    (['accuracy', 'ece', 'nll'], True)
-    >>> evaluate_ensemble(models[:1], data.test)["accuracy"] == sdkit.evaluate(models[0], data.test)["accuracy"]
-    True
-    """
-    if not models:
-        raise ValueError("models is empty; pass at least one model to evaluate_ensemble")
-    probs = torch.stack([predict_logits(m, split.x).softmax(-1) for m in models]).mean(0)
-    y = split.y.cpu()
-    return {
-        "accuracy": float((probs.argmax(-1) == y).float().mean()),
-        "nll": float(-probs.gather(1, y[:, None]).clamp_min(1e-12).log().mean()),
-        "ece": expected_calibration_error(probs, y, n_bins),
-    }
-
-
-def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sample standard deviation over seeds of each method's test metrics and wall time, one entry per
-    method: ``{"method", "seeds", "test_accuracy_mean", "test_accuracy_std", ...}`` (std 0 for a single seed).
-
-    >>> rows = [{"method": "plain", "seed": seed, "test_accuracy": acc, "test_nll": 0.3, "test_ece": 0.02,
-    ...          "seconds": 10.0} for seed, acc in ((0, 0.90), (1, 0.92))]
-    >>> entry = summarize(rows)[0]
-    >>> entry["method"], entry["seeds"], round(entry["test_accuracy_mean"], 4), round(entry["test_accuracy_std"], 4)
-    ('plain', 2, 0.91, 0.0141)
-    """
-    return stats.summarize(rows, "method", ("test_accuracy", "test_nll", "test_ece", "seconds"), count="seeds",
-                           single=0.0)  # fmt: skip
 
 
 def compare(

@@ -11,6 +11,7 @@ where ``conf`` is the mean top-class probability in the bin and ``acc`` the frac
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,10 @@ from ._checks import check_labels, check_positive_int, check_probs
 from .data import Split
 from .models import channels_last_while
 
-__all__ = ["predict_logits", "predict", "accuracy", "expected_calibration_error", "reliability_bins", "evaluate"]
+__all__ = [
+    "predict_logits", "predict", "accuracy", "expected_calibration_error", "reliability_bins", "evaluate",
+    "evaluate_ensemble",
+]  # fmt: skip
 
 
 @torch.no_grad()
@@ -174,4 +178,29 @@ def evaluate(
         "accuracy": accuracy(logits, targets),
         "nll": float(F.cross_entropy(logits, targets)),
         "ece": expected_calibration_error(logits.softmax(-1), targets, n_bins),
+    }
+
+
+def evaluate_ensemble(models: Sequence[nn.Module], split: Split, n_bins: int = 15) -> dict[str, float]:
+    """Accuracy, NLL and ECE of the average of the models' predicted probabilities (e.g. born-again generations).
+
+    >>> import sdkit
+    >>> data = sdkit.load_dataset("digits")
+    >>> models = [sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=seed) for seed in (0, 1)]
+    >>> for seed, model in enumerate(models):
+    ...     _ = sdkit.train(model, data, epochs=2, seed=seed, progress=False, device="cpu")
+    >>> metrics = evaluate_ensemble(models, data.test)
+    >>> sorted(metrics), metrics["accuracy"] > 0.8
+    (['accuracy', 'ece', 'nll'], True)
+    >>> evaluate_ensemble(models[:1], data.test)["accuracy"] == evaluate(models[0], data.test)["accuracy"]
+    True
+    """
+    if not models:
+        raise ValueError("models is empty; pass at least one model to evaluate_ensemble")
+    probs = torch.stack([predict_logits(m, split.x).softmax(-1) for m in models]).mean(0)
+    y = split.y.cpu()
+    return {
+        "accuracy": float((probs.argmax(-1) == y).float().mean()),
+        "nll": float(-probs.gather(1, y[:, None]).clamp_min(1e-12).log().mean()),
+        "ece": expected_calibration_error(probs, y, n_bins),
     }

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import sdkit
-from sdkit.compress import (
+from sdkit.extras.compress import (
     QuantizedLinear,
     count_nonzero,
     prune_global,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import sdkit
-from sdkit import experiments as ex
+from sdkit.book import experiments as ex
 
 
 def test_compare_paired_hand_example():
@@ -77,7 +77,7 @@ def test_command_line_writes_every_section(tmp_path, capsys):
     for key in ("command", "date", "wall_seconds", "machine", "config", "compression", "generalization",
                 "robustness", "calibration"):  # fmt: skip
         assert key in result
-    assert result["command"].startswith("python -m sdkit.experiments applications --mode quick")
+    assert result["command"].startswith("python -m sdkit.book.experiments applications --mode quick")
     assert result["config"]["seeds"] == 2 and result["config"]["ba_dataset"] == "digits"
     comp = result["compression"]
     assert [r["role"] for r in comp["rows"]] == ["teacher", "alone", "distilled", "alone", "distilled"]

@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import sdkit  # noqa: E402
-from sdkit import explore  # noqa: E402
+from sdkit.book import explore  # noqa: E402
 
 Z = torch.tensor([3.0, 1.0, 0.2, -1.0], dtype=torch.float64)
 

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.container import BarContainer, ErrorbarContainer  # noqa: E402
 
 import sdkit  # noqa: E402
-from sdkit.plots import plot_mean_std, plot_reliability_diagram  # noqa: E402
+from sdkit.book.plots import plot_mean_std, plot_reliability_diagram  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

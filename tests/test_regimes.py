@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from sdkit import stats
-from sdkit.book import regimes
+from sdkit.book import regimes, stats
 
 
 def test_symmetric_noise_changes_exactly_the_rate_and_never_keeps_the_class():

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sdkit
-from sdkit.robustness import fgsm_accuracy, fgsm_attack, gaussian_noise_accuracy
+from sdkit.extras.robustness import fgsm_accuracy, fgsm_attack, gaussian_noise_accuracy
 
 
 def two_class_linear(w: torch.Tensor) -> nn.Module:

@@ -4,9 +4,9 @@ import statistics
 
 import pytest
 
-from sdkit import experiments as ex
-from sdkit import stats
-from sdkit import trend_experiments as te
+from sdkit.book import experiments as ex
+from sdkit.book import stats
+from sdkit.book import trend_experiments as te
 
 
 def test_mean_std_matches_the_statistics_module():

@@ -4,7 +4,7 @@ import torch
 from sklearn.datasets import load_breast_cancer, load_wine
 
 import sdkit
-from sdkit.tabular import TabularDataset, load_tabular, stratified_split
+from sdkit.extras.tabular import TabularDataset, load_tabular, stratified_split
 
 
 @pytest.mark.parametrize(("name", "loader", "n", "f", "c"), [

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import sdkit
-from sdkit import trend_experiments as te
+from sdkit.book import trend_experiments as te
 from sdkit.losses import distillation_loss
 from sdkit.methods import TrainContext
 

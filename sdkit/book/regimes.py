@@ -18,7 +18,7 @@ Every cell is written to its own JSON file (atomically), so separate processes c
     python -m sdkit.book.regimes --budget full --cells n500 n1000 --out book/results/regimes
     python -m sdkit.book.regimes --budget full --out book/results/regimes      # every cell not yet measured
 
-Verdicts use :func:`sdkit.stats.paired`: per-seed differences from ``plain`` with a 95% t-interval.
+Verdicts use :func:`sdkit.book.stats.paired`: per-seed differences from ``plain`` with a 95% t-interval.
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import stats
 from ..data import Dataset, Split, load_dataset
 from ..evaluate import evaluate
 from ..methods import CSKD, DLB, PSKD, LabelSmoothing, Method, Mixup, TeacherFreeKD
 from ..models import build_model
 from ..train import History, train
-from ..trend_experiments import Table
 from ..utils import atomic_write_json, machine_info
+from . import stats
+from .trend_experiments import Table
 
 __all__ = [
     "CELLS", "BUDGETS", "METHODS", "AXES", "noisy_labels", "CONFUSIONS", "run_cell", "load_grid", "gains",
@@ -262,7 +262,7 @@ def load_grid(folder: str | Path) -> dict[str, dict[str, Any]]:
 
 def gains(result: dict[str, Any], metric: str = "test_accuracy", *, higher_is_better: bool = True,
           baseline: str = "plain") -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Per method (other than ``baseline``), :func:`sdkit.stats.paired` of ``metric`` against ``baseline`` over the
+    """Per method (other than ``baseline``), :func:`sdkit.book.stats.paired` of ``metric`` against ``baseline`` over the
     cell's seeds.
 
     >>> rows = [{"method": m, "seed": s, "test_accuracy": a} for m, s, a in

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_labels, check_positive_int
-from .data import Split
+from .._checks import check_labels, check_positive_int
+from ..data import Split
 
 __all__ = ["gaussian_noise_accuracy", "fgsm_attack", "fgsm_accuracy"]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import Augment, Data, Split
+from ..data import Augment, Data, Split
 
 __all__ = ["TABULAR_DATASETS", "TabularDataset", "load_tabular", "stratified_split"]
 

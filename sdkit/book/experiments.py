@@ -1,0 +1,472 @@
+"""The applications experiments of the book: compression, generalization, robustness and calibration.
+
+Each ``run_*`` function takes a *budget* (a flat dict, see :data:`BUDGETS` and :func:`budget`) and returns plain,
+JSON-ready dicts: one row per seed (and model) plus a mean/std summary. The command line runs all of them and
+writes one JSON file::
+
+    python -m sdkit.book.experiments applications --mode full --out book/results/applications_full.json
+
+Budgets. ``quick`` is sized for CI on a 2-core CPU (two seeds; the 8x8 digits for compression, a Fashion-MNIST
+subset for the rest). ``full`` on a CPU is what
+the book's committed results use: the multilayer perceptron on the whole Fashion-MNIST training set (born-again
+generations, robustness, calibration) and the small CNN on a subset (compression), three seeds. ``full`` on a
+CUDA GPU scales up: the CNN on the whole training set everywhere, more epochs.
+
+Seeds. Run ``i`` uses seed ``1000 * i``; in a born-again run generation ``g`` is initialised and shuffled with seed
+``1000 * i + g``, so no two models of the experiment share an initialisation. The train/validation/test split is
+the same for every seed, so the seed-to-seed spread measures initialisation and data order only.
+
+Verdicts (:func:`compare_paired`). A candidate (say generation 1) and its baseline (generation 0) are compared
+seed by seed with the book's one rule, :func:`sdkit.book.stats.paired`: the mean of the per-seed differences and its 95%
+t-interval; "better" or "worse" only when the interval excludes 0, otherwise "within noise". The statistics
+(``mean_std``, ``summarize``, ``paired``, ``verdict``) live in :mod:`sdkit.book.stats` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import io
+import math
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import load_dataset
+from ..evaluate import evaluate, predict_logits, reliability_bins
+from ..extras.robustness import fgsm_accuracy, gaussian_noise_accuracy
+from ..models import build_model, count_parameters
+from ..train import born_again, train
+from ..utils import atomic_write_json, machine_info, pick_device
+from .stats import mean_std, paired, summarize, verdict
+
+__all__ = [
+    "BUDGETS",
+    "budget",
+    "model_size",
+    "mean_std",
+    "summarize",
+    "compare_paired",
+    "refresh_verdicts",
+    "compression_comparisons",
+    "verdict",
+    "format_table",
+    "tables",
+    "run_compression",
+    "run_born_again",
+    "run_applications",
+    "main",
+]
+
+_COMMON: dict[str, Any] = {
+    "T": 4.0,
+    "alpha": 0.9,
+    "batch_size": 128,
+    # robustness, in pixel units (images in [0, 1]); see sdkit.extras.robustness
+    "sigmas": [0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0],
+    "epsilons": [0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1],
+    "n_bins": 15,
+}
+
+BUDGETS: dict[str, dict[str, Any]] = {
+    # CI and CPU readers: one to two minutes on a 2-core CPU
+    "quick": {
+        **_COMMON,
+        "seeds": 2,
+        "ba_dataset": "fashion-mnist-sample", "comp_dataset": "digits",
+        "ba_model": "mlp", "ba_width": 1.0, "ba_generations": 2, "ba_epochs": 8,
+        "ba_train_size": 3000, "ba_test_size": 2000, "ba_val_fraction": 0.05,
+        "comp_teacher": "cnn", "comp_teacher_width": 1.0, "comp_student": "cnn", "comp_student_width": 0.25,
+        "comp_epochs": 15, "comp_train_size": None, "comp_test_size": None, "comp_val_fraction": 0.1,
+    },
+    # the book's committed results: under half an hour on a shared 2-core CPU, one torch thread
+    "full-cpu": {
+        **_COMMON,
+        "seeds": 3,
+        "ba_dataset": "fashion-mnist", "comp_dataset": "fashion-mnist",
+        "ba_model": "mlp", "ba_width": 1.0, "ba_generations": 2, "ba_epochs": 10,
+        "ba_train_size": None, "ba_test_size": None, "ba_val_fraction": 0.1,
+        "comp_teacher": "cnn", "comp_teacher_width": 1.0, "comp_student": "cnn", "comp_student_width": 0.25,
+        "comp_epochs": 12, "comp_train_size": 5000, "comp_test_size": None, "comp_val_fraction": 0.03,
+    },
+}  # fmt: skip
+# a CUDA GPU: the CNN on the whole training set everywhere, more epochs
+BUDGETS["full-cuda"] = {
+    **BUDGETS["full-cpu"],
+    "ba_model": "cnn", "ba_epochs": 20, "comp_epochs": 20, "comp_train_size": None, "comp_val_fraction": 0.1,
+}  # fmt: skip
+
+
+def budget(mode: str = "quick", device: str | torch.device | None = "auto", **overrides: Any) -> dict[str, Any]:
+    """A copy of the budget for ``mode`` (``quick`` or ``full``; ``full`` picks ``full-cuda`` when ``device``
+    resolves to a CUDA GPU, else ``full-cpu``), with ``overrides`` applied (unknown keys are rejected)."""
+    if mode == "full":
+        on_cuda = device is not None and pick_device(device).type == "cuda"
+        mode = "full-cuda" if on_cuda else "full-cpu"
+    if mode not in BUDGETS:
+        raise ValueError(f"mode must be 'quick' or 'full' (or one of {list(BUDGETS)}), got mode={mode!r}")
+    out = copy.deepcopy(BUDGETS[mode])
+    unknown = sorted(set(overrides) - set(out))
+    if unknown:
+        raise ValueError(f"unknown budget key(s) {unknown}; valid keys: {sorted(out)}")
+    out.update(overrides)
+    out["name"] = mode
+    if isinstance(out["seeds"], bool) or not isinstance(out["seeds"], int) or out["seeds"] < 1:
+        raise ValueError(f"seeds must be a positive integer (the number of seeds), got seeds={out['seeds']!r}")
+    return out
+
+
+def _seeds(cfg: dict[str, Any]) -> list[int]:
+    return [1000 * i for i in range(cfg["seeds"])]
+
+
+# ---------------------------------------------------------------------------------------------------- statistics
+
+
+def compare_paired(
+    rows: Sequence[dict[str, Any]],
+    metric: str,
+    *,
+    key: str,
+    candidate: Any,
+    baseline: Any,
+    higher_is_better: bool = True,
+    index: int | None = None,
+) -> dict[str, Any]:
+    """Compare ``candidate`` with ``baseline`` (values of ``rows[i][key]``) on ``metric``, paired by ``seed``.
+
+    ``index`` picks one point of a list-valued metric (e.g. one noise level). Returns the per-seed differences
+    ``diffs`` and everything :func:`sdkit.book.stats.paired` gives (``diff``, the interval ``low``/``high``, ``wins``,
+    ``n``, ``baseline_std``, ``verdict``), plus ``text``, a one-line sentence built from those numbers.
+
+    >>> rows = [{"seed": s, "model": m, "acc": a} for s, m, a in [(0, "A", 0.80), (1, "A", 0.84), (0, "B", 0.83),
+    ...         (1, "B", 0.86)]]
+    >>> print(compare_paired(rows, "acc", key="model", candidate="B", baseline="A")["text"])
+    acc of B vs A: +0.0250 (mean over 2 seeds, better in 2 of 2; 95% interval -0.0385 to +0.0885) -> within noise
+    """
+    pick = (lambda r: r[metric]) if index is None else (lambda r: r[metric][index])
+    base = {r["seed"]: pick(r) for r in rows if r[key] == baseline}
+    cand = {r["seed"]: pick(r) for r in rows if r[key] == candidate}
+    seeds = [s for s in base if s in cand]
+    if not seeds:
+        raise ValueError(f"no seed has both {key}={candidate!r} and {key}={baseline!r} in rows")
+    p = paired([cand[s] for s in seeds], [base[s] for s in seeds], higher_is_better=higher_is_better)
+
+    def name(value: Any) -> str:
+        return f"{key} {value}" if isinstance(value, int) else str(value)
+
+    interval = f"95% interval {p['low']:+.4f} to {p['high']:+.4f}" if p["n"] > 1 else "one seed, no interval"
+    text = (
+        f"{metric} of {name(candidate)} vs {name(baseline)}: {p['diff']:+.4f} (mean over {p['n']} seeds, "
+        f"better in {p['wins']} of {p['n']}; {interval}) -> {p['verdict']}"
+    )
+    return {"metric": metric, "candidate": candidate, "baseline": baseline,
+            "diffs": [cand[s] - base[s] for s in seeds], **p, "n_better": p["wins"], "text": text}  # fmt: skip
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
+    cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    lines = [fmt.format(*cells[0]), fmt.format(*("-" * w for w in widths))]
+    return "\n".join(lines + [fmt.format(*r) for r in cells[1:]])
+
+
+def _pm(mean: float, std: float, digits: int = 4) -> str:
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _cells(entry: dict[str, Any], metrics: Sequence[str]) -> list[str]:
+    """``mean ± std`` of each metric of a :func:`summarize` entry."""
+    return [_pm(entry[f"{m}_mean"], entry[f"{m}_std"]) for m in metrics]
+
+
+def tables(results: dict[str, Any]) -> dict[str, str]:
+    """Plain-text tables of the results of :func:`run_applications` (or the JSON the command line writes):
+    ``compression``, ``generalization``, ``noise``, ``fgsm`` and ``calibration``. Cells are mean ± sample std
+    over seeds; the robustness tables add each student's difference from generation 0 and its verdict."""
+    out: dict[str, str] = {}
+    comp = results["compression"]
+    size = {"teacher": comp["teacher"], "alone": comp["student"], "distilled": comp["student"]}
+    rows = []
+    test = ("accuracy", "nll", "ece")
+    for r in comp["summary"]:
+        info = size[r["role"]]
+        rows.append([f"{r['role']} ({info['model']} x{info['width']:g})", f"{info['parameters']:,}",
+                     f"{info['state_dict_bytes'] / 1024:.1f}", *_cells(r, test), r["n"]])  # fmt: skip
+    out["compression"] = format_table(["model", "params", "KiB", "test acc", "test NLL", "test ECE", "seeds"], rows)
+    rows = [
+        [f"gen {r['generation']}" + (" (teacher)" if r["generation"] == 0 else ""), *_cells(r, test),
+         f"{r['seconds_mean']:.1f}", r["n"]]
+        for r in results["generalization"]["summary"]
+    ]  # fmt: skip
+    out["generalization"] = format_table(["model", "test acc", "test NLL", "test ECE", "train s", "seeds"], rows)
+    rob = results["robustness"]
+    for name, points, symbol in (("noise", rob["sigmas"], "sigma"), ("fgsm", rob["epsilons"], "eps")):
+        summary, comparisons = rob["summary"], rob[f"{name}_comparisons"]
+        header = [symbol] + [f"gen {r['generation']}" for r in summary]
+        header += [h for c in comparisons[0] for h in (f"gen {c['candidate']} - gen 0", "verdict")]
+        rows = []
+        for i, point in enumerate(points):
+            row = [f"{point:g}"] + [_pm(r[f"{name}_mean"][i], r[f"{name}_std"][i], 3) for r in summary]
+            rows.append(row + [v for c in comparisons[i] for v in (f"{c['diff']:+.4f}", c["verdict"])])
+        out[name] = format_table(header, rows)
+    cal = results["calibration"]
+    verdicts = {c["candidate"]: c["verdict"] for c in cal["comparisons"]}
+    rows = [[f"gen {r['generation']}", *_cells(r, ("ece", "nll")), verdicts.get(r["generation"], "(baseline)")]
+            for r in cal["summary"]]  # fmt: skip
+    out["calibration"] = format_table(["model", "test ECE", "test NLL", "ECE vs gen 0"], rows)
+    return out
+
+
+def model_size(model: nn.Module) -> dict[str, int]:
+    """Parameter count, bytes of parameters and buffers as stored (float32: 4 bytes each), and the size of the
+    serialised ``state_dict`` (what ``torch.save`` writes, including its small container overhead)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return {
+        "parameters": count_parameters(model),
+        "tensor_bytes": sum(t.numel() * t.element_size() for t in tensors),
+        "state_dict_bytes": buffer.getbuffer().nbytes,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- experiments
+
+Log = Callable[[str], None] | None
+
+
+def _train_kwargs(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {"batch_size": cfg["batch_size"], "device": device, "progress": False}
+
+
+def run_compression(cfg: dict[str, Any], device: str | torch.device = "auto", log: Log = print) -> dict[str, Any]:
+    """Classic distillation into a smaller model: one teacher (``comp_teacher`` at ``comp_teacher_width``,
+    seed 0), then for every seed a small student (``comp_student`` at ``comp_student_width``) trained alone with
+    cross-entropy and the *same* student (same initialisation and data order) distilled from the teacher, both for
+    ``comp_epochs`` epochs. Rows: ``role`` in {teacher, alone, distilled} with test accuracy, NLL, ECE, seconds."""
+    device = pick_device(device)
+    started = time.perf_counter()
+    data = load_dataset(cfg["comp_dataset"], train_size=cfg["comp_train_size"], test_size=cfg["comp_test_size"],
+                        val_fraction=cfg["comp_val_fraction"])  # fmt: skip
+    kw = _train_kwargs(cfg, device)
+
+    def make(name: str, width: float, seed: int) -> nn.Module:
+        return build_model(name, data.input_shape, data.num_classes, width=width, seed=seed)
+
+    def fit(model: nn.Module, seed: int, role: str, **extra: Any) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        history = train(model, data, epochs=cfg["comp_epochs"], seed=seed, **kw, **extra)
+        seconds = time.perf_counter() - t0
+        row = {"role": role, "seed": seed, **evaluate(model, data.test), "seconds": seconds,
+               "best_epoch": history.best_epoch}  # fmt: skip
+        if log:
+            log(f"compression {role:>9} seed {seed:>4}: acc {row['accuracy']:.4f} NLL {row['nll']:.4f} "
+                f"ECE {row['ece']:.4f} ({seconds:.1f} s)")  # fmt: skip
+        return row
+
+    teacher = make(cfg["comp_teacher"], cfg["comp_teacher_width"], 0)
+    rows = [fit(teacher, 0, "teacher")]
+    for seed in _seeds(cfg):
+        student = make(cfg["comp_student"], cfg["comp_student_width"], seed + 1)
+        rows.append(fit(student, seed, "alone"))
+        student = make(cfg["comp_student"], cfg["comp_student_width"], seed + 1)  # the same initial weights
+        rows.append(fit(student, seed, "distilled", teacher=teacher, T=cfg["T"], alpha=cfg["alpha"]))
+    metrics = ("accuracy", "nll", "ece", "seconds")
+    comparisons = compression_comparisons(rows)
+    return {
+        "data": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        "teacher": {"model": cfg["comp_teacher"], "width": cfg["comp_teacher_width"], **model_size(teacher)},
+        "student": {"model": cfg["comp_student"], "width": cfg["comp_student_width"], **model_size(student)},
+        "rows": rows,
+        "summary": summarize(rows, "role", metrics),
+        "comparisons": comparisons,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+def compression_comparisons(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distilled student against the student trained alone (same seeds): accuracy, NLL, ECE."""
+    students = [r for r in rows if r["role"] != "teacher"]
+    return [
+        compare_paired(students, m, key="role", candidate="distilled", baseline="alone", higher_is_better=hib)
+        for m, hib in (("accuracy", True), ("nll", False), ("ece", False))
+    ]
+
+
+def _versus(rows: Sequence[dict[str, Any]]) -> Callable[..., list[dict[str, Any]]]:
+    """``versus(metric, higher, index)``: every born-again generation against generation 0, on ``rows``."""
+    students = sorted({r["generation"] for r in rows} - {0})
+
+    def versus(metric: str, higher: bool, index: int | None = None) -> list[dict[str, Any]]:
+        return [compare_paired(rows, metric, key="generation", candidate=g, baseline=0, higher_is_better=higher,
+                               index=index) for g in students]  # fmt: skip
+
+    return versus
+
+
+def refresh_verdicts(result: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an applications result (:func:`run_applications`) whose comparisons are recomputed from its
+    per-seed rows with the current verdict rule, so that results committed under an earlier rule are judged like
+    new ones. The rows themselves are untouched."""
+    out = copy.deepcopy(result)
+    out["compression"]["comparisons"] = compression_comparisons(out["compression"]["rows"])
+    gen, rob = out["generalization"], out["robustness"]
+    versus = _versus(gen["rows"])
+    gen["comparisons"] = versus("accuracy", True) + versus("nll", False) + versus("ece", False)
+    out["calibration"]["comparisons"] = versus("ece", False)
+    rows = [{**g, **r} for g, r in zip(gen["rows"], rob["rows"], strict=True)]
+    curve = _versus(rows)
+    for name, points in (("noise", rob["sigmas"]), ("fgsm", rob["epsilons"])):
+        rob[f"{name}_comparisons"] = [curve(name, True, i) for i in range(len(points))]
+    return out
+
+
+def run_born_again(cfg: dict[str, Any], device: str | torch.device = "auto", log: Log = print) -> dict[str, Any]:
+    """Born-again generations (Furlanello et al. 2018) for every seed, and on each generation's test predictions:
+    accuracy, NLL, ECE (generalization), accuracy under Gaussian noise and FGSM (robustness, pixel units), and
+    reliability bins pooled over seeds (calibration). Returns the sections ``generalization``, ``robustness`` and
+    ``calibration``, each with per-seed rows, a summary by generation and the comparisons of every generation
+    with generation 0."""
+    device = pick_device(device)
+    started = time.perf_counter()
+    data = load_dataset(cfg["ba_dataset"], train_size=cfg["ba_train_size"], test_size=cfg["ba_test_size"],
+                        val_fraction=cfg["ba_val_fraction"])  # fmt: skip
+    std = list(data.std)
+    gens_n = cfg["ba_generations"]
+
+    def make(seed: int) -> nn.Module:
+        return build_model(cfg["ba_model"], data.input_shape, data.num_classes, width=cfg["ba_width"], seed=seed)
+
+    rows: list[dict[str, Any]] = []
+    probs: dict[int, list[torch.Tensor]] = {g: [] for g in range(gens_n + 1)}
+    for seed in _seeds(cfg):
+        gens = born_again(make, data, gens_n, T=cfg["T"], alpha=cfg["alpha"], seed=seed, epochs=cfg["ba_epochs"],
+                          **_train_kwargs(cfg, device))  # fmt: skip
+        for g, gen in enumerate(gens):
+            t0 = time.perf_counter()
+            noise = gaussian_noise_accuracy(gen.model, data.test, cfg["sigmas"], seed=seed, input_std=std)
+            fgsm = fgsm_accuracy(gen.model, data.test, cfg["epsilons"], input_std=std)
+            probs[g].append(predict_logits(gen.model, data.test.x).softmax(-1))
+            row = {"seed": seed, "generation": g, **gen.metrics, "seconds": gen.history.seconds,
+                   "best_epoch": gen.history.best_epoch, "noise": noise, "fgsm": fgsm,
+                   "attack_seconds": time.perf_counter() - t0}  # fmt: skip
+            rows.append(row)
+            if log:
+                log(f"born-again seed {seed:>4} gen {g}: acc {row['accuracy']:.4f} NLL {row['nll']:.4f} "
+                    f"ECE {row['ece']:.4f} noise@{cfg['sigmas'][-1]} {noise[-1]:.4f} "
+                    f"FGSM@{cfg['epsilons'][-1]} {fgsm[-1]:.4f} ({row['seconds']:.1f} s)")  # fmt: skip
+    targets = data.test.y.repeat(cfg["seeds"])
+    bins = {str(g): reliability_bins(torch.cat(p), targets, cfg["n_bins"]) for g, p in probs.items()}
+    versus = _versus(rows)
+
+    def curve(metric: str, points: Sequence[float]) -> list[list[dict[str, Any]]]:
+        return [versus(metric, True, i) for i in range(len(points))]
+
+    keep = ("seed", "generation", "accuracy", "nll", "ece", "seconds", "best_epoch")
+    return {
+        "data": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        "model": {"model": cfg["ba_model"], "width": cfg["ba_width"], **model_size(make(0))},
+        "generalization": {
+            "rows": [{k: r[k] for k in keep} for r in rows],
+            "summary": summarize(rows, "generation", ("accuracy", "nll", "ece", "seconds")),
+            "comparisons": versus("accuracy", True) + versus("nll", False) + versus("ece", False),
+        },
+        "robustness": {
+            "units": "pixel (images in [0, 1]); noise and FGSM steps are divided by the dataset's std",
+            "sigmas": list(cfg["sigmas"]),
+            "epsilons": list(cfg["epsilons"]),
+            "rows": [{k: r[k] for k in ("seed", "generation", "noise", "fgsm", "attack_seconds")} for r in rows],
+            "summary": summarize(rows, "generation", ("noise", "fgsm")),
+            "noise_comparisons": curve("noise", cfg["sigmas"]),
+            "fgsm_comparisons": curve("fgsm", cfg["epsilons"]),
+        },
+        "calibration": {
+            "n_bins": cfg["n_bins"],
+            "bins": bins,
+            "summary": summarize(rows, "generation", ("ece", "nll")),
+            "comparisons": versus("ece", False),
+        },
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+def run_applications(cfg: dict[str, Any], device: str | torch.device = "auto", log: Log = print) -> dict[str, Any]:
+    """Every applications experiment under one budget: ``{"compression": ..., **run_born_again(...)}``."""
+    started = time.perf_counter()
+    compression = run_compression(cfg, device, log)
+    born = run_born_again(cfg, device, log)
+    born_wall = born.pop("wall_seconds")
+    return {
+        "compression": compression,
+        "born_again": {"data": born.pop("data"), "model": born.pop("model"), "wall_seconds": born_wall},
+        **born,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set expects KEY=VALUE (VALUE as JSON, e.g. seeds=2 or dataset='\"digits\"'), got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a bare string such as dataset=digits
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sdkit.book.experiments applications --mode {quick,full} --out FILE [--device D] [--threads N]
+    [--set KEY=VALUE ...]``: run every applications experiment and write the results as JSON (atomically)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m sdkit.book.experiments", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="experiment", required=True)
+    app = sub.add_parser("applications", help="compression, born-again generalization, robustness, calibration")
+    app.add_argument("--mode", choices=["quick", "full"], default="quick")
+    app.add_argument("--out", required=True, help="JSON file to write")
+    app.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    app.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    app.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a budget entry")
+    args = parser.parse_args(argv)
+    try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        device = pick_device(args.device)
+        cfg = budget(args.mode, device, **dict(_parse_override(s) for s in args.set))
+    except ValueError as err:
+        print(f"sdkit.book.experiments: error: {err}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    results = run_applications(cfg, device, log=print)
+    out = {
+        "command": "python -m sdkit.book.experiments " + shlex.join(argv),
+        "date": date,
+        "wall_seconds": time.perf_counter() - started,
+        "machine": machine_info(device),
+        "device": str(device),
+        "config": cfg,
+        **{k: v for k, v in results.items() if k != "wall_seconds"},
+    }
+    atomic_write_json(args.out, out)
+    print(f"wrote {args.out} ({out['wall_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
