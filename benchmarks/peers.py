@@ -48,7 +48,7 @@ import torch
 from PIL import Image
 
 import sdkit
-from sdkit import experiments as ex
+from sdkit.book import experiments as ex
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # throughput.py, also when loaded by path (tests, book)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
