@@ -547,11 +547,12 @@ class Mixup(Method):
     ``lam`` and ``perm`` come from torch's global generator, which :func:`sdkit.train` seeds with its ``seed``
     and stores in checkpoints, so a run is reproducible and resumes exactly.
 
-    >>> import sdkit
-    >>> data = sdkit.load_dataset("digits")
-    >>> model = sdkit.build_model("mlp", data.input_shape, data.num_classes, seed=0)
-    >>> _ = sdkit.train(model, data, method=Mixup(alpha=0.2), epochs=3, progress=False, device="cpu")
-    >>> sdkit.evaluate(model, data.test)["accuracy"] > 0.8
+    >>> mixup = Mixup(alpha=0.2)
+    >>> batch = Batch(torch.eye(4).view(4, 1, 2, 2), torch.arange(4), torch.arange(4))
+    >>> mixed = mixup.prepare(batch)  # one lam and one permutation for the whole batch
+    >>> bool(torch.allclose(mixed.x, mixup.lam * batch.x + (1 - mixup.lam) * batch.x[mixup.perm]))
+    True
+    >>> 0.0 <= mixup.lam <= 1.0
     True
     """
 
