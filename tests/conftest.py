@@ -1,4 +1,8 @@
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -54,3 +58,19 @@ def torchdistill():
     except ImportError:
         skip_or_fail('torchdistill is not installed; to run this test: pip install -e ".[peers]"', REQUIRE_PEERS)
     return torchdistill
+
+
+@pytest.fixture
+def run_benchmark(tmp_path):
+    """Run ``benchmarks/SCRIPT`` with ``ARGS`` (a string) plus ``--out FILE`` in a subprocess; return its JSON
+    result and what it printed."""
+
+    def run(script: str, args: str) -> tuple[dict, str]:
+        out = tmp_path / f"{Path(script).stem}.json"
+        root = Path(__file__).resolve().parents[1]
+        cmd = [sys.executable, str(root / "benchmarks" / script), *args.split(), "--out", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(out.read_text()), proc.stdout
+
+    return run

@@ -166,14 +166,15 @@ def test_dlb_revisits_half_the_last_batch_and_matches_its_formula():
     extended = method.prepare(second)
     assert extended.index.tolist() == [4, 5, 6, 7, 0, 1]  # the new batch, then half of the last one
     torch.testing.assert_close(extended.x[4:], first.x[:2])
-    with torch.no_grad():  # the weights move between the steps: the soft target is the old prediction
-        model[1].weight.add_(0.5)
+    with torch.no_grad():  # the weights move between the steps (unevenly, so the softmax changes too)
+        model[1].weight.add_(torch.arange(12.0).view(3, 4) / 10)
     z2 = model(extended.x)
     old = z1[:2].detach()
     expected = F.cross_entropy(z2, extended.y) + 0.7 * 9.0 * F.kl_div(
         F.log_softmax(z2[4:] / 3.0, -1), F.log_softmax(old / 3.0, -1), reduction="batchmean", log_target=True
     )
     torch.testing.assert_close(method.loss(model, extended, z2, 0), expected)
+    assert float(manual_kl_t2(z2[4:], old, 3.0).detach()) > 1e-3  # the consistency term is really exercised
     torch.testing.assert_close(
         manual_kl_t2(z2[4:], old, 3.0),
         9.0

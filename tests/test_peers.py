@@ -22,11 +22,8 @@ form), so a swap of ``alpha`` and ``1 - alpha`` on either side fails, even on bo
 
 import copy
 import importlib.util
-import json
 import math
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -243,13 +240,9 @@ def test_bad_arguments_are_refused_naming_the_argument_and_value(peers, capsys, 
     assert exit_.value.code == 2 and named in capsys.readouterr().err
 
 
-def test_a_tiny_run_measures_every_mode_and_writes_json(torchdistill, tmp_path):
-    out = tmp_path / "peers.json"
-    args = "--dataset digits --width 0.25 --train-size 300 --batch-size 64 --epochs 1 --threads 1 --out".split()
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "peers.py"), *args, str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+def test_a_tiny_run_measures_every_mode_and_writes_json(torchdistill, run_benchmark):
+    args = "--dataset digits --width 0.25 --train-size 300 --batch-size 64 --epochs 1 --threads 1"
+    result, stdout = run_benchmark("peers.py", args)
     rows = {r["mode"]: r for r in result["rows"]}
     assert list(rows) == ["naive", "torchdistill", "torchdistill-fed", "torchdistill-fed-cl", "sdkit"]
     for r in rows.values():
@@ -266,4 +259,4 @@ def test_a_tiny_run_measures_every_mode_and_writes_json(torchdistill, tmp_path):
     assert result["torchdistill"] == torchdistill.__version__ and result["machine"]["torch_threads"] == 1
     assert len(result["load_average_before"]) == len(result["machine"]["load_average"]) == 3
     assert result["config"]["T"] == 4.0 and "--train-size 300" in result["command"]
-    assert "sdkit speed-up" in proc.stdout and not math.isnan(rows["sdkit"]["images_per_second"])
+    assert "sdkit speed-up" in stdout and not math.isnan(rows["sdkit"]["images_per_second"])
