@@ -2,7 +2,8 @@
 
 For each page: no SEVERE console entry (JavaScript errors, failed loads of the site's own files), every <img>
 loaded with a non-zero size, no error output (tracebacks) from the executed cells, the Colab install cell hidden,
-and a full-page screenshot under _build/screenshots/. Chapters: as many output figures as the notebook has image
+no code or output block wider than its box (one that would scroll sideways), and a full-page screenshot
+under _build/screenshots/. Chapters: as many output figures as the notebook has image
 outputs (at least one when it has plots) and the Colab/Binder launch links. Also: the search page finds
 "temperature", the API page documents every public name, and chapter 02's kernel-free temperature explorer redraws
 when its sliders move.
@@ -50,6 +51,14 @@ def _expected_figures(page: str) -> int | None:
             continue
         count += sum(1 for o in cell.get("outputs", []) if "image/png" in o.get("data", {}))
     return count
+
+
+# code blocks (cell inputs and every highlighted listing) and each output of a cell: none may be wider than its box
+_TOO_WIDE = """
+return Array.from(document.querySelectorAll('div.highlight pre, .cell_output > *, .cell_output pre'))
+  .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+  .map(e => `${e.scrollWidth - e.clientWidth}px too wide: ${e.innerText.trim().split('\\n')[0].slice(0, 70)}`)
+"""
 
 
 def _console(driver) -> list[dict]:
@@ -155,6 +164,7 @@ def test_page_renders(page, driver, base_url, site, screenshots):
     )
     math = _typeset_math(driver)
     raw_tex = _raw_tex(driver)
+    too_wide = driver.execute_script(_TOO_WIDE)
     time.sleep(0.3)  # let deferred scripts (search index) report errors
     errors = _severe(_console(driver))
     _screenshot(driver, screenshots / (page.replace("/", "__") + ".png"))
@@ -164,11 +174,13 @@ def test_page_renders(page, driver, base_url, site, screenshots):
         f"{page + '.html':32} images {len(images):3} (output figures {figures:2}"
         + (f", notebook has {expected:2})" if expected is not None else ")")
         + f" | console errors {len(errors)} | math typeset {math['typeset']}/{math['total']}"
+        + f" | blocks too wide {len(too_wide)}"
     )
     assert not errors, f"{page}: console errors:\n" + "\n".join(errors)
     assert math["typeset"] == math["total"], f"{page}: {math['total'] - math['typeset']} formulas not typeset"
     assert math["typeset"] >= MATH_PAGES.get(page, 0), f"{page}: expected typeset math, found {math}"
     assert not raw_tex, f"{page}: raw TeX delimiters in the page text: {raw_tex}"
+    assert not too_wide, f"{page}: code or output blocks that scroll sideways:\n" + "\n".join(too_wide)
     assert not broken, f"{page}: images that did not load: {broken}"
     assert not [e for e in errors_out if "Traceback" in e or "Error" in e], f"{page}: error outputs: {errors_out}"
     assert "Traceback (most recent call last)" not in text, f"{page}: a traceback is shown"

@@ -3,7 +3,7 @@
 The sample is the official files cut down: from the official training set, the first 800 images of each class in
 the order of a seeded permutation (8,000 images); from the official test set, the first 200 of each class
 (2,000 images). The images keep their bytes and the files keep their format (gzipped IDX, as the official ones),
-so ``sdkit.data.read_idx`` and every other IDX reader load them unchanged. The order inside each file is the
+so ``sdkit.datasets.read_idx`` and every other IDX reader load them unchanged. The order inside each file is the
 permutation's order, with classes interleaved.
 
     python scripts/make_fashion_mnist_sample.py /usr/share/datasets/fashion-mnist sdkit/_data/fashion-mnist-sample
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdkit.data import read_idx
+from sdkit.datasets import read_idx
 
 PER_CLASS = {"train": 800, "t10k": 200}
 SEED = 20261130

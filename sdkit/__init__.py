@@ -1,22 +1,26 @@
 """sdkit: a small PyTorch library for (self-)distillation, companion to the book *Self-Distillation, Executed*.
 
-The core, in reading order: data (:mod:`sdkit.data`, :mod:`sdkit.loader`), models (:mod:`sdkit.models`), losses
-(:mod:`sdkit.temperature`, :mod:`sdkit.losses`), methods (:mod:`sdkit.methods`), training (:mod:`sdkit.train`),
-evaluation (:mod:`sdkit.evaluate`), and :func:`compare`. ``sdkit.extras`` holds robustness, compression and tabular
-tools; ``sdkit.book`` what only the book's chapters use.
+The core, in reading order: datasets (:mod:`sdkit.datasets`) become tensors and batches (:mod:`sdkit.data`, or a
+DataLoader through :mod:`sdkit.dataloader`); models and devices (:mod:`sdkit.models`); temperature and losses
+(:mod:`sdkit.losses`); the method interface, classic distillation and born-again networks (:mod:`sdkit.methods`),
+self-distillation methods (:mod:`sdkit.self_kd`) and teacher-free baselines (:mod:`sdkit.regularizers`); the
+training loop (:mod:`sdkit.train`) with checkpoints (:mod:`sdkit.checkpoint`) and ``torchrun``
+(:mod:`sdkit.distributed`); evaluation (:mod:`sdkit.evaluate`); :func:`compare` and its registry of methods.
+``sdkit.extras`` holds robustness, compression and tabular tools; ``sdkit.book`` what only the book's chapters use.
 """
 
 import importlib
 
 from .compare import compare
-from .data import Data, Split, load_dataset
+from .data import BatchLoader, Data, Split
+from .datasets import load_dataset
 from .evaluate import evaluate, predict_logits
-from .loader import BatchLoader
-from .losses import distillation_loss, kd_loss, soft_cross_entropy
-from .methods import BYOT, CSKD, DLB, PSKD, Distill, EMATeacher, LabelSmoothing, Method, Mixup, TeacherFreeKD
+from .losses import distillation_loss, entropy, kd_loss, soft_cross_entropy, soften
+from .methods import Distill, Method, born_again
 from .models import build_model, count_parameters, frozen_copy
-from .temperature import entropy, soften
-from .train import TrainConfig, born_again, train
+from .regularizers import LabelSmoothing, Mixup, TeacherFreeKD
+from .self_kd import BYOT, CSKD, DLB, PSKD, EMATeacher
+from .train import TrainConfig, train
 
 __version__ = "0.1.0"
 
@@ -32,19 +36,19 @@ __all__ = [
 # use, so that `import sdkit` stays light), but are not part of the core's API.
 _ELSEWHERE = {
     **dict.fromkeys(["load_checkpoint", "save_checkpoint"], "sdkit.checkpoint"),
-    **dict.fromkeys(["DATASETS", "Dataset", "read_idx"], "sdkit.data"),
-    **dict.fromkeys(["Batch", "augment_batch"], "sdkit.loader"),
+    **dict.fromkeys(["DATASETS", "read_idx", "DamagedFileError"], "sdkit.datasets"),
+    **dict.fromkeys(["Batch", "augment_batch", "Dataset"], "sdkit.data"),
     **dict.fromkeys(
         ["accuracy", "expected_calibration_error", "reliability_bins", "evaluate_ensemble"], "sdkit.evaluate"
     ),
     **dict.fromkeys(["KDLoss", "SoftCrossEntropy", "DistillationLoss"], "sdkit.losses"),
-    **dict.fromkeys(["CrossEntropy", "class_partners", "METHODS", "make_method", "TrainContext"], "sdkit.methods"),
-    **dict.fromkeys(["MLP", "MODELS", "ResNet", "SmallCNN"], "sdkit.models"),
-    "soften_probs": "sdkit.temperature",
-    **dict.fromkeys(["Generation", "History"], "sdkit.train"),
-    **dict.fromkeys(
-        ["atomic_torch_save", "atomic_write_json", "is_quick", "machine_info", "pick_device", "run_mode"], "sdkit.utils"
-    ),
+    **dict.fromkeys(["CrossEntropy", "TrainContext", "Generation"], "sdkit.methods"),
+    **dict.fromkeys(["METHODS", "METHOD_CLASSES", "make_method"], "sdkit.compare"),
+    "class_partners": "sdkit.self_kd",
+    **dict.fromkeys(["MLP", "MODELS", "ResNet", "SmallCNN", "pick_device"], "sdkit.models"),
+    "soften_probs": "sdkit.losses",
+    **dict.fromkeys(["History", "TrainingDiverged"], "sdkit.train"),
+    **dict.fromkeys(["atomic_torch_save", "atomic_write_json", "is_quick", "machine_info", "run_mode"], "sdkit.utils"),
     "summarize": "sdkit.book.compare",
 }
 

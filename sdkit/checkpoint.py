@@ -15,6 +15,7 @@ planted file whose unpickling would call a function (``os.system``, ...) is refu
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import pickle
 import re
@@ -27,7 +28,10 @@ import torch
 
 from .utils import atomic_torch_save
 
-__all__ = ["save_checkpoint", "load_checkpoint", "FORMAT"]
+__all__ = [
+    "save_checkpoint", "load_checkpoint", "checkpoint_state", "resume_run", "loader_state_for_checkpoint",
+    "wait_for_checkpoint", "save_epoch", "FORMAT",
+]  # fmt: skip
 
 FORMAT = "sdkit-checkpoint-v1"
 REQUIRED = ("format", "epoch", "model", "optimizer", "scheduler", "loader_rng", "method", "history", "best")
@@ -159,3 +163,89 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise ValueError(f"checkpoint {path} is incomplete: missing {missing}; delete it to start over")
     return state
+
+
+def loader_state_for_checkpoint(loader: Any, world_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch loader's random states for a checkpoint, with every rank's augmentation generator.
+
+    Each rank augments with its own generator, and only rank 0 writes the checkpoint: without the others' states
+    a restarted group would give every rank rank 0's augmentation stream and drift from the uninterrupted run.
+    A collective under ``torch.distributed``: every rank must call it. ``BatchLoader.load_state`` picks its own
+    rank's state.
+    """
+    state = dict(loader.state())
+    if world_size > 1 and "augment" in state:  # a DataLoader brings its own randomness: nothing to gather
+        mine = state["augment"].to(device)  # NCCL gathers device tensors only; gloo takes either
+        gathered = [torch.empty_like(mine) for _ in range(world_size)]
+        torch.distributed.all_gather(gathered, mine)
+        state["augment_by_rank"] = torch.stack(gathered).cpu()
+    return state
+
+
+def wait_for_checkpoint(checkpoint: str | os.PathLike | None, world_size: int, device: torch.device) -> None:
+    """Hold every rank until rank 0 has written the epoch's checkpoint (a barrier; nothing in one process).
+
+    Without it, rank 0 may still be validating and writing while the others run ahead into the next epoch: a
+    rank that dies then, or an ``on_epoch_end`` that reads the file, would find the previous epoch's checkpoint
+    (or none). With it, a rank that has passed an epoch's end knows that epoch is saved, and a group restarted by
+    ``torchrun`` reads one complete file written before any of its ranks started.
+    """
+    if checkpoint is None or world_size <= 1:
+        return
+    if device.type == "cuda" and torch.distributed.get_backend() == "nccl":
+        torch.distributed.barrier(device_ids=[device.index])  # NCCL needs to know which GPU this rank drives
+    else:
+        torch.distributed.barrier()
+
+
+# ---------------------------------------------------------------------- the training loop's checkpoints
+
+
+def checkpoint_state(run: Any, config: Any, epoch: int, history: Any, best: dict,
+                      loader_rng: dict[str, torch.Tensor]) -> dict[str, Any]:  # fmt: skip
+    """Everything a checkpoint of ``sdkit.train``'s run holds after ``epoch`` (``run``: its model, optimizer,
+    scheduler and method; ``config`` its TrainConfig)."""
+    return {
+        "epoch": epoch, "epochs": config.epochs, "config": dataclasses.asdict(config),
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "loader_rng": loader_rng,
+        "method": run.method.state_dict(), "method_name": run.method.name, "history": history.records, "best": best,
+    }  # fmt: skip
+
+
+def resume_run(path: str | os.PathLike, run: Any, config: Any, history: Any) -> tuple[int, dict[str, Any]]:
+    """Load the checkpoint at ``path`` into ``sdkit.train``'s run and ``history``; return the first epoch still to
+    train and the best weights so far. A checkpoint written with other settings or another method is an error."""
+    state = load_checkpoint(path)
+    try:
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.method.load_state_dict(state["method"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise ValueError(f"checkpoint {path} does not match this model/method/optimizer: {err}") from None
+    saved = state.get("config", {"epochs": state.get("epochs")})  # older checkpoints stored only the epochs
+    ours = dataclasses.asdict(config)
+    differ = {k: v for k, v in saved.items() if k != "compile" and ours.get(k) != v}
+    if differ or state.get("method_name") != run.method.name:
+        mine = ", ".join(f"{k}={ours.get(k)!r}" for k in differ)
+        raise ValueError(
+            f"checkpoint {path} was written by a run with {', '.join(f'{k}={v!r}' for k, v in differ.items())}"
+            f"{', ' if differ else ''}method={state.get('method_name')!r}; this run has {mine}{', ' if differ else ''}"
+            f"method={run.method.name!r}: resume with the same settings, or delete the checkpoint"
+        )
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.loader.load_state(state["loader_rng"])
+    set_rng_states(state["rng"])
+    history.records, history.best_epoch = state["history"], state["best"]["epoch"]
+    return state["epoch"] + 1, state["best"]
+
+
+def save_epoch(
+    checkpoint: str | os.PathLike, run: Any, config: Any, epoch: int, history: Any, best: dict[str, Any]
+) -> None:
+    """Write the checkpoint of ``sdkit.train``'s run after ``epoch`` (rank 0 writes, every rank waits for it)."""
+    # every rank joins: each rank's augmentation state goes into the checkpoint rank 0 writes
+    loader_rng = loader_state_for_checkpoint(run.loader, run.world_size, run.device)
+    if run.rank == 0:
+        save_checkpoint(checkpoint, checkpoint_state(run, config, epoch, history, best, loader_rng))
+    wait_for_checkpoint(checkpoint, run.world_size, run.device)  # ranks > 0 go on once rank 0's file is whole

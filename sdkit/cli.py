@@ -5,20 +5,23 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import datetime as dt
 import io
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .compare import METHODS, compare
-from .data import DATASETS, load_dataset
-from .faults import TrainingDiverged, init_process_group, interrupted, sigterm_as_interrupt
-from .models import MODELS, build_model, count_parameters
-from .train import born_again
-from .utils import atomic_write_json, machine_info, pick_device
+from .datasets import DATASETS, load_dataset
+from .evaluate import Table
+from .methods import born_again
+from .models import MODELS, build_model, count_parameters, pick_device
+from .train import TrainingDiverged
+from .utils import write_result
 
 
 class UsageError(Exception):
@@ -62,7 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
     cmp.add_argument("--model", default="resnet8", help="a ResNet (resnetN) when byot is compared (default resnet8)")
     cmp.add_argument("--width", type=float, default=1.0)
-    cmp.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    cmp.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="comma-separated seeds (default 0,1,2)")
     cmp.add_argument("--epochs", type=int, default=10)
     cmp.add_argument("--batch-size", type=int, default=128)
     cmp.add_argument("--train-size", type=int, default=None, help="use only this many training samples")
@@ -93,23 +96,23 @@ def _method_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return args
 
 
-def _table(rows: list[dict]) -> str:
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(
+            f"--seeds takes distinct integers separated by commas, e.g. 0,1,2; got {text!r}"
+        )
+    return seeds
+
+
+def _table(rows: list[dict]) -> Table:
     head = ["model", "params", "val acc", "test acc", "test NLL", "test ECE", "seconds"]
-    body = [
-        [
-            r["name"],
-            f"{r['params']:,}",
-            f"{r['val_accuracy']:.4f}",
-            f"{r['test_accuracy']:.4f}",
-            f"{r['test_nll']:.4f}",
-            f"{r['test_ece']:.4f}",
-            f"{r['seconds']:.1f}",
-        ]
-        for r in rows
-    ]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*b) for b in body)])
+    keys = ["val_accuracy", "test_accuracy", "test_nll", "test_ece"]
+    return Table(head, [[r["name"], f"{r['params']:,}", *(f"{r[k]:.4f}" for k in keys), f"{r['seconds']:.1f}"]
+                        for r in rows])  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -162,19 +165,9 @@ def _run(args: argparse.Namespace) -> int:
           f"T={args.T}, alpha={args.alpha}, device={device}, total {total:.1f} s")  # fmt: skip
     if args.out:
         config = {k: v for k, v in vars(args).items() if k not in ("command", "no_progress", "resume")}
-        _write_result(args.out, {"config": config, "generations": rows}, total, device)
+        write_result(args.out, {"config": config, "generations": rows}, seconds=total, device=device)
+        print(f"wrote {args.out}")
     return 0
-
-
-def _write_result(path: str, result: dict, total_seconds: float, device) -> None:
-    """Stamp a result with its wall time, date and machine, and write it atomically."""
-    result |= {
-        "total_seconds": total_seconds,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(device),
-    }
-    atomic_write_json(path, result)
-    print(f"wrote {path}")
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -186,31 +179,27 @@ def _compare(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
     )  # fmt: skip
     rows = compare(
-        data, methods, list(range(args.seeds)), method_args=_method_args(args.method_arg), model=args.model,
+        data, methods, list(args.seeds), method_args=_method_args(args.method_arg), model=args.model,
         width=args.width, epochs=args.epochs, batch_size=args.batch_size, device=device,
     )  # fmt: skip
     from .book.compare import summarize  # the book's summary table (mean and std over seeds)
 
     summary = summarize(rows)
-    print(f"\n{'method':<8}{'test acc':>18}{'test NLL':>18}{'test ECE':>18}{'seconds':>14}")
-    for r in summary:
-        cells = [f"{r[k + '_mean']:.4f} ± {r[k + '_std']:.4f}" for k in ("test_accuracy", "test_nll", "test_ece")]
-        print(
-            f"{r['method']:<8}"
-            + "".join(f"{c:>18}" for c in cells)
-            + f"{r['seconds_mean']:>9.1f} ± {r['seconds_std']:.1f}"
-        )
+
+    def mean_std(r: dict, key: str, digits: int) -> str:
+        return f"{r[key + '_mean']:.{digits}f} ± {r[key + '_std']:.{digits}f}"
+
+    keys = ("test_accuracy", "test_nll", "test_ece")
+    print("\n" + str(Table(["method", "test acc", "test NLL", "test ECE", "seconds"],
+                            [[r["method"], *(mean_std(r, k, 4) for k in keys), mean_std(r, "seconds", 1)]
+                             for r in summary])))  # fmt: skip
     total = time.perf_counter() - started
     print(f"\n{args.dataset}, {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
-          f"{args.seeds} seeds, {args.epochs} epochs, device={device}, total {total:.0f} s")  # fmt: skip
+          f"{len(args.seeds)} seeds, {args.epochs} epochs, device={device}, total {total:.0f} s")  # fmt: skip
     if args.out:
-        result = {
-            "command": "python -m sdkit compare " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["compare"] else []),
-            "config": {k: v for k, v in vars(args).items() if k != "command"},
-            "rows": rows,
-            "summary": summary,
-        }
-        _write_result(args.out, result, total, device)
+        config = {k: v for k, v in vars(args).items() if k != "command"}
+        write_result(args.out, {"config": config, "rows": rows, "summary": summary}, seconds=total, device=device)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -222,7 +211,9 @@ def _init_distributed(device_arg: str) -> int:
 
     if not dist.is_initialized():
         backend = "nccl" if pick_device(device_arg).type == "cuda" else "gloo"
-        init_process_group(backend)  # survives torchrun --max-restarts (see sdkit.faults)
+        from .distributed import init_process_group
+
+        init_process_group(backend)  # survives torchrun --max-restarts
     return dist.get_rank()
 
 
@@ -232,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise UsageError("missing command; try 'python -m sdkit run' (see --help)")
-        for name in ("epochs", "batch_size", "seeds"):
+        for name in ("epochs", "batch_size"):
             if getattr(args, name, 1) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
         if args.command == "compare":
@@ -254,3 +245,83 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"sdkit: error: {err}", file=sys.stderr)
         return 2
+
+
+# ----------------------------------------------------------------------------- stopping on a signal
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` so that ``finally`` blocks run (temporary files go)."""
+
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` and SIGINT ``KeyboardInterrupt``; handlers restored after.
+
+    The default SIGTERM action kills the process on the spot, leaving a checkpoint's temporary file behind; as an
+    exception it unwinds like Ctrl-C. SIGINT is set explicitly because a process started in the background of a
+    non-interactive shell inherits it ignored. Outside the main thread (where handlers cannot be set) nothing
+    changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+def interrupted(stop: KeyboardInterrupt, argv: Sequence[str] | None) -> int:
+    """Print one line on stderr saying how to resume, and return the shell's status for the signal.
+
+    130 for Ctrl-C (SIGINT), 143 for SIGTERM: 128 plus the signal's number, as a shell reports a process killed by
+    it. Under ``torchrun`` only rank 0 prints.
+
+    >>> import io, contextlib
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     interrupted(Terminated(), ["run", "--checkpoint-dir", "ckpt"])
+    143
+    >>> print(err.getvalue().replace("; ", ";\\n"))  # one line, cut here at its semicolons
+    sdkit: stopped by SIGTERM;
+    the checkpoints in ckpt hold the last finished epoch;
+    continue with: python -m sdkit run --checkpoint-dir ckpt --resume
+    <BLANKLINE>
+    """
+    signum = int(getattr(stop, "signum", signal.SIGINT))
+    args = list(sys.argv[1:] if argv is None else argv)
+    folder = _option(args, "--checkpoint-dir")
+    if folder is None:
+        hint = "nothing was saved; pass --checkpoint-dir DIR to be able to resume after an interruption"
+    else:
+        resume = args if "--resume" in args else [*args, "--resume"]
+        how = (
+            "rerun the same torchrun command with --resume"
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1
+            else f"python -m sdkit {shlex.join(resume)}"
+        )
+        hint = f"the checkpoints in {folder} hold the last finished epoch; continue with: {how}"
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"sdkit: stopped by {signal.Signals(signum).name}; {hint}", file=sys.stderr)
+    return 128 + signum
+
+
+def _option(args: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in ``args``, else None."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None

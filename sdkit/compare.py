@@ -7,13 +7,14 @@ the validation split, and is evaluated once on the test split. Methods:
 * ``kd``: classic distillation from a teacher ``teacher_scale`` (2) times as wide, trained first (Hinton et al. 2015).
 * ``ban``: born-again network: the ``plain`` model of the same seed is the teacher of a fresh copy
   (Furlanello et al. 2018); its wall time includes the teacher's.
-* ``pskd``, ``cskd``, ``tfkd``, ``ema``, ``byot``, ``dlb``: single-run self-distillation (see :mod:`sdkit.methods`).
-* ``ls`` (label smoothing at teacher-free KD's target) and ``mixup``: the baselines that tell whether a gain needs
-  a teacher at all.
+* ``pskd``, ``cskd``, ``tfkd``, ``ema``, ``byot``, ``dlb``: single-run self-distillation (see :mod:`sdkit.self_kd`).
+* ``ls`` (label smoothing at teacher-free KD's target) and ``mixup`` (:mod:`sdkit.regularizers`): the baselines
+  that tell whether a gain needs a teacher at all.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -23,16 +24,55 @@ from torch import nn
 
 from .data import Data
 from .evaluate import evaluate
-from .methods import METHODS as REGISTRY
-from .methods import make_method
+from .methods import Distill, Method
 from .models import build_model
+from .regularizers import LabelSmoothing, Mixup, TeacherFreeKD
+from .self_kd import BYOT, CSKD, DLB, PSKD, EMATeacher
 from .train import train
 
-__all__ = ["METHODS", "compare"]
+__all__ = ["METHODS", "METHOD_CLASSES", "make_method", "compare"]
+
+#: The one registry of method names (as the CLI and :func:`compare` spell them) and their classes.
+#: ``kd`` needs a teacher.
+METHOD_CLASSES: dict[str, type[Method]] = {
+    "plain": Method,
+    "kd": Distill,
+    "pskd": PSKD,
+    "cskd": CSKD,
+    "tfkd": TeacherFreeKD,
+    "ema": EMATeacher,
+    "byot": BYOT,
+    "dlb": DLB,
+    "ls": LabelSmoothing,
+    "mixup": Mixup,
+}
+
+
+def make_method(name: str, args: Mapping[str, Any] | None = None, **extra: Any) -> Method:
+    """Build the method registered as ``name`` in :data:`METHOD_CLASSES` with hyperparameters ``args`` (and ``extra``,
+    e.g. ``teacher=`` for ``kd``); a hyperparameter the class does not take is an error naming the valid ones.
+
+    >>> make_method("pskd", {"alpha_T": 0.5}).alpha_T
+    0.5
+    >>> make_method("pskd", {"T": 2.0})
+    Traceback (most recent call last):
+    ...
+    ValueError: method 'pskd' has no hyperparameter 'T'; it takes ['alpha_T']
+    """
+    if name not in METHOD_CLASSES:
+        raise ValueError(f"unknown method {name!r}; choose one of {list(METHOD_CLASSES)}")
+    cls = METHOD_CLASSES[name]
+    kwargs = {**(args or {}), **extra}
+    valid = [p for p in inspect.signature(cls).parameters if p != "self"]
+    for key in kwargs:
+        if key not in valid:
+            raise ValueError(f"method {name!r} has no hyperparameter {key!r}; it takes {valid}")
+    return cls(**kwargs)
+
 
 #: The method names :func:`compare` accepts, in the order it reports them (see the module docstring): those of
-#: the registry :data:`sdkit.methods.METHODS`, plus ``ban`` (``kd`` from a same-size teacher).
-METHODS = ("plain", "kd", "ban", *(name for name in REGISTRY if name not in ("plain", "kd")))
+#: the registry :data:`METHOD_CLASSES`, plus ``ban`` (``kd`` from a same-size teacher).
+METHODS = ("plain", "kd", "ban", *(name for name in METHOD_CLASSES if name not in ("plain", "kd")))
 
 
 def compare(

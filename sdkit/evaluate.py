@@ -1,4 +1,4 @@
-"""Accuracy, negative log-likelihood and calibration.
+"""Accuracy, negative log-likelihood and calibration, and the one Table that shows results (text or HTML).
 
 Expected calibration error with ``M`` equal-width confidence bins ``B_m`` over ``n`` samples:
 
@@ -11,41 +11,43 @@ where ``conf`` is the mean top-class probability in the bin and ``acc`` the frac
 from __future__ import annotations
 
 import contextlib
+import html
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ._checks import check_labels, check_positive_int, check_probs
 from .data import Split
-from .models import channels_last_while
+from .losses import check_labels, check_positive_int, check_probs
+from .models import channels_last_while, pick_device
 
 __all__ = [
     "predict_logits", "predict", "accuracy", "expected_calibration_error", "reliability_bins", "evaluate",
-    "evaluate_ensemble",
+    "evaluate_ensemble", "Table",
 ]  # fmt: skip
 
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None, device: torch.device | str | None = None
+    model: nn.Module, x: torch.Tensor, *, batch_size: int | None = None, device: str | torch.device = "auto"
 ) -> torch.Tensor:
     """Logits of ``model`` (in eval mode) for every row of ``x``, as float32 on the CPU.
 
-    ``device`` defaults to the model's own. The model runs in eval mode (BatchNorm uses its running statistics,
-    dropout is off) and is returned in the mode and memory format it came in; ``x`` goes through in batches of
-    ``batch_size`` rows (default 256 on a CPU, where larger batches fall out of the caches, 1024 on a GPU). Like
-    :func:`sdkit.train`, a convolutional model runs in channels_last memory format (the outputs are the same up
-    to rounding).
+    ``device="auto"`` runs on the model's own device. The model runs in eval mode (BatchNorm uses its running
+    statistics, dropout is off) and is returned in the mode and memory format it came in; ``x`` goes through in
+    batches of ``batch_size`` rows (default 256 on a CPU, where larger batches fall out of the caches, 1024 on a
+    GPU). Like :func:`sdkit.train`, a convolutional model runs in channels_last memory format (the outputs are the
+    same up to rounding).
 
     >>> import sdkit
     >>> model = sdkit.build_model("mlp", (1, 8, 8), 10, seed=0)
     >>> predict_logits(model, torch.zeros(5, 1, 8, 8)).shape
     torch.Size([5, 10])
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = pick_device(device, model=model)
     if batch_size is None:
         batch_size = 256 if device.type == "cpu" else 1024
     check_positive_int(batch_size, "batch_size")
@@ -71,7 +73,7 @@ def _logits(model: nn.Module, batches, device: torch.device, images: bool) -> to
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, data: Split | DataLoader, *, batch_size: int | None = None, device=None
+    model: nn.Module, data: Split | DataLoader, *, batch_size: int | None = None, device: str | torch.device = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits, labels)`` on the CPU for every sample of a :class:`sdkit.data.Split` or of a DataLoader of
     ``(x, y)`` batches (``batch_size`` is for a Split; a DataLoader keeps its own).
@@ -87,7 +89,7 @@ def predict(
         return predict_logits(model, data.x, batch_size=batch_size, device=device), data.y.cpu()
     if not isinstance(data, DataLoader):
         raise TypeError(f"data must be an sdkit Split (e.g. data.test) or a DataLoader, got {type(data).__name__}")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = pick_device(device, model=model)
     labels: list[torch.Tensor] = []
 
     def inputs():
@@ -159,7 +161,12 @@ def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bin
 
 
 def evaluate(
-    model: nn.Module, split: Split | DataLoader, *, n_bins: int = 15, batch_size: int | None = None, device=None
+    model: nn.Module,
+    split: Split | DataLoader,
+    *,
+    n_bins: int = 15,
+    batch_size: int | None = None,
+    device: str | torch.device = "auto",
 ) -> dict[str, float]:
     """Accuracy, mean negative log-likelihood (nats) and ECE of ``model`` on ``split`` (a :class:`Split` such as
     ``data.test``, or a DataLoader of ``(x, y)`` batches).
@@ -204,3 +211,50 @@ def evaluate_ensemble(models: Sequence[nn.Module], split: Split, n_bins: int = 1
         "nll": float(-probs.gather(1, y[:, None]).clamp_min(1e-12).log().mean()),
         "ece": expected_calibration_error(probs, y, n_bins),
     }
+
+
+class Table:
+    """A small table: aligned plain text as ``str()`` (first column left, the others right), an HTML table in a
+    notebook and in the built book (``_repr_html_``), and Markdown (``.markdown``).
+
+    >>> table = Table(["method", "accuracy"], [["plain", "0.91"], ["pskd", "0.925"]])
+    >>> print(table)
+    method  accuracy
+    ------  --------
+    plain       0.91
+    pskd       0.925
+    >>> table.markdown.splitlines()[1]
+    '|---|---|'
+    >>> Table(["a", "b"], [["1"]])
+    Traceback (most recent call last):
+    ...
+    ValueError: row 0 has 1 cells; every row needs 2 (one per header entry)
+    """
+
+    def __init__(self, header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> None:
+        self.header = [str(h) for h in header]
+        self.rows = [[str(c) for c in row] for row in rows]
+        for i, row in enumerate(self.rows):
+            if len(row) != len(self.header):
+                raise ValueError(
+                    f"row {i} has {len(row)} cells; every row needs {len(self.header)} (one per header entry)"
+                )
+
+    @property
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in self.rows])
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __str__(self) -> str:
+        cells = [self.header, *self.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.header))]
+        fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+        lines = [fmt.format(*self.header), fmt.format(*("-" * w for w in widths))]
+        return "\n".join(lines + [fmt.format(*row) for row in self.rows])
+
+    __repr__ = __str__

@@ -1,6 +1,16 @@
-"""Distillation losses.
+"""Temperature, the distillation losses, and the argument checks sdkit shares.
 
-Notation: ``s`` student logits, ``t`` teacher logits, ``q = softmax(t / T)`` the teacher's soft label,
+Temperature. A classifier's logits ``z`` become a distribution with a temperature ``T``:
+
+    q_i(T) = exp(z_i / T) / sum_j exp(z_j / T)
+
+``T = 1`` is the ordinary softmax, ``T > 1`` flattens the distribution (more of the "dark knowledge" in the small
+probabilities becomes visible), ``T < 1`` sharpens it towards the one-hot argmax. float16 and bfloat16 inputs
+(autocast outputs) are computed in float32: ``z / T`` overflows float16 (largest value 65504) already for
+``z = 1e4, T = 0.05``, and would turn the softmax into NaN. ``soften`` and ``soften_probs`` round the result back
+to the input's dtype; ``entropy`` returns float32, like the losses.
+
+Losses. Notation: ``s`` student logits, ``t`` teacher logits, ``q = softmax(t / T)`` the teacher's soft label,
 ``p = softmax(s / T)`` the student's tempered prediction, ``y`` the hard label, ``B`` the batch size.
 
 * ``soft_cross_entropy``: ``(1/B) sum_b -sum_i q_bi log p_bi``
@@ -19,35 +29,74 @@ Summing ``q_i (log q_i - log p_i)`` directly lets the rounding errors of the log
 float32) cancel into a negative total when ``p`` is close to ``q``, and ``T^2`` magnifies them: float32 logits
 once gave ``kd_loss = -15.5`` at ``T = 1e4`` for a true value of 0.4.
 
-The public functions validate their input (see :mod:`sdkit._checks`). The training loop calls the ``_unchecked``
+The public functions validate their input with the ``check_*`` functions at the end of this module, which the
+rest of sdkit shares: each raises ``ValueError`` (``TypeError`` for a wrong type) naming the argument, the value
+and the fix. The training loop calls the ``_unchecked``
 versions after validating its data once, because value checks on a GPU tensor force a host synchronisation.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import (
-    check_alpha,
-    check_labels,
-    check_logits,
-    check_not_empty,
-    check_probs,
-    check_same_classes,
-    check_temperature,
-)
-from .temperature import _upcast
-
 __all__ = [
-    "soft_cross_entropy",
-    "kd_loss",
-    "distillation_loss",
-    "SoftCrossEntropy",
-    "KDLoss",
-    "DistillationLoss",
-]
+    "soften", "soften_probs", "entropy",
+    "soft_cross_entropy", "kd_loss", "distillation_loss", "SoftCrossEntropy", "KDLoss", "DistillationLoss",
+]  # fmt: skip
+
+
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 (autocast outputs) to float32 for the arithmetic; float32 and float64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def soften(logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
+    """Soft labels ``softmax(logits / T)`` over the last dimension, in the dtype of ``logits`` (computed in float32
+    for float16/bfloat16).
+
+    >>> soften(torch.tensor([2.0, 0.0]), T=2.0)
+    tensor([0.7311, 0.2689])
+    """
+    T = check_temperature(T)
+    check_logits(logits, "logits")
+    return F.softmax(_upcast(logits) / T, dim=-1).to(logits.dtype)
+
+
+def soften_probs(probs: torch.Tensor, T: float = 1.0) -> torch.Tensor:
+    """Apply temperature ``T`` to a distribution given as probabilities.
+
+    Since ``p_i = softmax(z)_i`` means ``log p_i = z_i - logsumexp(z)``, and the constant drops out of a softmax,
+
+        soften_probs(p, T)_i = p_i^(1/T) / sum_j p_j^(1/T) = softmax(log p / T)_i,
+
+    which is how it is computed (in log space, so tiny probabilities do not underflow). Zero probabilities stay 0.
+    The result has the dtype of ``probs`` (computed in float32 for float16/bfloat16).
+
+    >>> soften_probs(torch.tensor([0.8, 0.1, 0.1]), T=2.0)
+    tensor([0.5858, 0.2071, 0.2071])
+    """
+    T = check_temperature(T)
+    check_probs(probs, "probs")
+    return F.softmax(torch.log(_upcast(probs)) / T, dim=-1).to(probs.dtype)
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy in nats, ``H(q) = -sum_i q_i log q_i``, over the last dimension (``0 log 0 = 0``); float32
+    for float16/bfloat16 input.
+
+    >>> entropy(torch.tensor([0.5, 0.5]))
+    tensor(0.6931)
+    """
+    check_probs(probs, "probs")
+    probs = _upcast(probs)
+    return -torch.special.xlogy(probs, probs).sum(-1)
+
+
+# ------------------------------------------------------------------------------------------- losses
 
 
 def _kl_terms(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -202,3 +251,111 @@ class DistillationLoss(nn.Module):
 
     def forward(self, student_logits, teacher_logits, targets) -> torch.Tensor:
         return distillation_loss(student_logits, teacher_logits, targets, self.T, self.alpha, self.label_smoothing)
+
+
+# ---------------------------------------------------------------------------------- argument checks
+
+
+def _as_float(value: object, message: str) -> float:
+    """``float(value)`` for a number, else ``TypeError(message)``. ``True`` and strings such as ``"4"`` are not
+    numbers here, although ``float()`` would quietly accept them."""
+    if not isinstance(value, (bool, str)):
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(message)
+
+
+def check_temperature(T: float, name: str = "T") -> float:
+    """Return ``T`` as a float if it is a finite number > 0, else raise ``ValueError`` (``TypeError`` for a
+    non-number)."""
+    value = _as_float(T, f"{name} must be a positive number, got {T!r} of type {type(T).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0 (e.g. {name}=4.0), got {name}={T!r}")
+    return value
+
+
+def check_alpha(alpha: float, name: str = "alpha") -> float:
+    """Return ``alpha`` as a float if it lies in [0, 1], else raise ``ValueError`` (``TypeError`` for a non-number)."""
+    value = _as_float(alpha, f"{name} must be a number in [0, 1], got {alpha!r}")
+    if not (0.0 <= value <= 1.0):  # also rejects NaN
+        raise ValueError(
+            f"{name} is the weight of the soft (distillation) term and must lie in [0, 1], got {name}={alpha!r}"
+        )
+    return value
+
+
+def check_positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+    return value
+
+
+def check_logits(logits: torch.Tensor, name: str) -> torch.Tensor:
+    """Logits must be a floating tensor of shape (..., C) with C >= 1 and only finite values."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {logits.dtype}; call .float() first")
+    if logits.dim() < 1 or logits.shape[-1] == 0:
+        raise ValueError(f"{name} must have shape (batch, classes), got shape {tuple(logits.shape)}")
+    if logits.numel() and not bool(torch.isfinite(logits).all()):
+        bad = int((~torch.isfinite(logits)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); check the model output or the input data")
+    return logits
+
+
+def check_not_empty(tensor: torch.Tensor, name: str) -> None:
+    """A loss averages over samples: a tensor without any would give NaN (0 / 0) instead of an error."""
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)}); a loss needs at least one sample")
+
+
+def check_probs(probs: torch.Tensor, name: str, atol: float | None = None) -> None:
+    """Probabilities must be finite, >= 0 and sum to 1 over the last dimension.
+
+    The default tolerance on the sums is ``max(1e-3, eps)`` with ``eps`` the machine epsilon of the dtype: rounding
+    each probability of an exact distribution to the dtype moves the sum by up to half an ``eps``, which for
+    bfloat16 (``eps = 2^-7``) is more than 1e-3, so a bfloat16 softmax output must not be rejected.
+    """
+    check_logits(probs, name)
+    if atol is None:
+        atol = max(1e-3, torch.finfo(probs.dtype).eps)
+    probs = probs.detach()  # value checks only: no autograd warnings for tensors that require grad
+    if bool((probs < 0).any()):
+        raise ValueError(f"{name} has negative entries (min {float(probs.min()):.3g}); pass probabilities, not logits")
+    sums = probs.sum(-1, dtype=torch.float64)
+    worst = float((sums - 1).abs().max()) if sums.numel() else 0.0
+    if worst > atol:
+        row_sum = float(sums.flatten()[(sums - 1).abs().argmax()])
+        raise ValueError(
+            f"{name} must sum to 1 over its last dimension, but a row sums to {row_sum:.4g} (off by {worst:.3g}); "
+            "normalise it, or pass logits to the logits-based function"
+        )
+
+
+def check_same_classes(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; they must match "
+            "(same batch size and the same number of classes: teacher and student must predict the same classes)"
+        )
+
+
+def check_labels(targets: torch.Tensor, num_classes: int, batch: int, name: str = "targets") -> torch.Tensor:
+    if not isinstance(targets, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(targets).__name__}")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool or targets.dim() != 1:
+        raise ValueError(
+            f"{name} must be a 1-D integer tensor of class indices, got dtype {targets.dtype} and shape "
+            f"{tuple(targets.shape)}; for probability targets use soft_cross_entropy"
+        )
+    if targets.shape[0] != batch:
+        raise ValueError(f"{name} has {targets.shape[0]} labels but the logits have {batch} rows")
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+        raise ValueError(
+            f"{name} must lie in [0, {num_classes}), got values from {int(targets.min())} to {int(targets.max())}; "
+            "check the label encoding or the model's number of classes"
+        )
+    return targets

@@ -1,4 +1,4 @@
-"""Small image classifiers, each buildable by name for any input shape and class count.
+"""Small image classifiers, each buildable by name for any input shape and class count, and where they run.
 
 * ``mlp``: flatten, two hidden layers of ``256 * width`` units.
 * ``cnn``: three conv-BN-ReLU blocks (``32w, 64w, 128w`` channels, max-pooling after the first two), then
@@ -7,13 +7,18 @@
   stages of ``16w, 32w, 64w`` channels.
 
 ``width`` scales every layer, so a student can be a thinner copy of its teacher's architecture.
+
+Devices: every function that takes ``device`` accepts ``"auto"`` (the default), ``"cpu"``, ``"cuda"``,
+``"cuda:N"``, ``"mps"`` or a ``torch.device``; :func:`pick_device` resolves it. ``"auto"`` trains on the best
+device there is (CUDA, then MPS, then the CPU) and evaluates where the model already is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -21,6 +26,7 @@ from torch import nn
 
 __all__ = [
     "MODELS", "MLP", "SmallCNN", "ResNet", "build_model", "count_parameters", "frozen_copy", "channels_last_while",
+    "pick_device", "autocast_for", "cudnn_autotuner",
 ]  # fmt: skip
 
 
@@ -198,7 +204,7 @@ def build_model(
     with ``resnet``, default 8).
 
     The weights are initialised from ``seed`` without touching the global random state. ``aux_heads`` (ResNet
-    only) adds the auxiliary classifiers that :class:`sdkit.methods.BYOT` trains.
+    only) adds the auxiliary classifiers that :class:`sdkit.self_kd.BYOT` trains.
 
     >>> model = build_model("cnn", (1, 28, 28), 10, seed=0)
     >>> model(torch.zeros(2, 1, 28, 28)).shape
@@ -285,3 +291,56 @@ def channels_last_while(model: nn.Module) -> Iterator[bool]:
     finally:
         if not was_channels_last:
             model.to(memory_format=torch.contiguous_format)
+
+
+# ------------------------------------------------------------------------------------ where a model runs
+
+
+def pick_device(device: str | torch.device = "auto", *, model: nn.Module | None = None) -> torch.device:
+    """Resolve a ``device`` argument. ``"auto"`` is the model's own device when ``model`` is given (evaluation
+    never moves a model), else CUDA, then Apple's MPS, then the CPU (training); anything else is used as given.
+
+    >>> pick_device("cpu"), pick_device("auto", model=nn.Linear(2, 2))
+    (device(type='cpu'), device(type='cpu'))
+    >>> pick_device(None)
+    Traceback (most recent call last):
+    ...
+    ValueError: device must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device, got device=None
+    """
+    if isinstance(device, str) and device == "auto":
+        first = next(model.parameters(), None) if model is not None else None
+        if first is not None:
+            return first.device
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device, got device={device!r}"
+        ) from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='cpu' or 'auto'")
+    return chosen
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:
+    # bf16 autocast only on CUDA: on CPUs without AMX it is several times slower than float32.
+    if precision == "bf16" and device.type == "cuda":
+        return partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+@contextlib.contextmanager
+def cudnn_autotuner() -> Iterator[None]:
+    # inputs have one shape per run, so cuDNN may time its algorithms once and keep the fastest; the flag is global
+    # in PyTorch, so it is restored for the caller
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before

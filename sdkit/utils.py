@@ -1,11 +1,17 @@
-"""Devices, run modes and atomic file writes."""
+"""Run modes, atomic file writes, and result files stamped with the machine they were measured on.
+
+One writer for every result file: :func:`write_result` (date, machine, command, atomic write).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import json
 import os
 import platform
+import shlex
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -14,30 +20,11 @@ from typing import Any, BinaryIO
 
 import torch
 
-__all__ = ["pick_device", "run_mode", "is_quick", "atomic_write_json", "atomic_torch_save", "machine_info"]
+__all__ = [
+    "run_mode", "is_quick", "atomic_write_json", "atomic_torch_save", "machine_info", "write_result",
+]  # fmt: skip
 
 MODES = ("quick", "full")
-
-
-def pick_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None) picks CUDA, then Apple's MPS, then the CPU; anything else is used as given.
-
-    >>> pick_device("cpu")
-    device(type='cpu')
-    """
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got device={device!r}") from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='cpu' or 'auto'")
-    return chosen
 
 
 def run_mode() -> str:
@@ -217,3 +204,40 @@ def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
     if device is not None and torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def _command_line() -> str:
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py":  # python -m package
+        head = ["python", "-m", program.parent.name]
+    else:
+        head = ["python", sys.argv[0]] if program.suffix == ".py" else [program.name]
+    return shlex.join([*head, *sys.argv[1:]])
+
+
+def write_result(
+    path: str | os.PathLike,
+    result: dict[str, Any],
+    *,
+    seconds: float | None = None,
+    device: torch.device | str | None = None,
+    command: str | None = None,
+) -> Path:
+    """Write ``result`` as JSON to ``path`` atomically, stamped with the date (UTC), the machine
+    (:func:`machine_info`, with the GPU when ``device`` is CUDA), the command that produced it (default: this
+    process's command line) and, when given, its wall time ``seconds``. Returns the path.
+
+    >>> import tempfile
+    >>> path = write_result(Path(tempfile.mkdtemp()) / "r.json", {"accuracy": 0.9}, seconds=1.5, command="demo")
+    >>> saved = json.loads(path.read_text())
+    >>> saved["accuracy"], saved["total_seconds"], saved["command"], sorted(saved["machine"])[:2]
+    (0.9, 1.5, 'demo', ['cpu_count', 'cpu_model'])
+    """
+    stamp: dict[str, Any] = {
+        "command": command if command is not None else _command_line(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(device),
+    }
+    if seconds is not None:
+        stamp["total_seconds"] = seconds
+    return atomic_write_json(path, {**result, **stamp})

@@ -39,7 +39,7 @@ def skip_or_fail(message: str, required_by: str) -> NoReturn:
 @pytest.fixture
 def full_fashion_mnist_folder():
     """The folder of the full Fashion-MNIST (Debian's package), or skip/fail (``$SDKIT_REQUIRE_FULL_DATA``)."""
-    from sdkit.data import DEBIAN_FASHION_MNIST
+    from sdkit.datasets import DEBIAN_FASHION_MNIST
 
     if (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
         return DEBIAN_FASHION_MNIST

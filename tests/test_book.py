@@ -15,6 +15,7 @@ from packaging.requirements import Requirement
 
 import sdkit
 import sdkit.data
+import sdkit.datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "https://github.com/sdkit-book/self-distillation-executed"
@@ -186,7 +187,7 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 def test_fashion_mnist_without_debian_files_downloads_only_when_asked(tmp_path, monkeypatch):
     # Colab: no Debian package, an empty cache. Without download=True: a clear error; with it: torchvision's
     # download (replaced here by a fake that writes small IDX files where torchvision puts them).
-    monkeypatch.setattr(sdkit.data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setattr(sdkit.datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
     monkeypatch.setenv("SDKIT_DATA", str(tmp_path / "cache"))
     downloads = []
 
@@ -199,7 +200,7 @@ def test_fashion_mnist_without_debian_files_downloads_only_when_asked(tmp_path, 
             _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
             _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
 
-    monkeypatch.setattr(sdkit.data, "_torchvision_download", fake_download)
+    monkeypatch.setattr(sdkit.datasets, "_torchvision_download", fake_download)
     with pytest.raises(FileNotFoundError, match="download=True"):
         sdkit.load_dataset("fashion-mnist")
     assert downloads == []

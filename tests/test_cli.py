@@ -33,6 +33,8 @@ def test_cli_trains_and_writes_valid_json(tmp_path, capsys):
         (["run", "--device", "tpu"], "device must be"),
         ([], "missing command"),
         (["fly"], "invalid choice"),
+        (["compare", "--seeds", "3x"], "--seeds takes distinct integers separated by commas, e.g. 0,1,2; got '3x'"),
+        (["compare", "--seeds", "1,1"], "--seeds takes distinct integers"),
     ],
 )  # fmt: skip
 def test_bad_arguments_give_one_line_and_exit_2(args, message, capsys):

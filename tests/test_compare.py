@@ -65,7 +65,7 @@ def test_compare_rejects_bad_arguments(digits):
 
 def test_compare_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "cmp.json"
-    code = main(["compare", "--methods", "plain,pskd", "--seeds", "2", "--epochs", "2", "--model", "mlp",
+    code = main(["compare", "--methods", "plain,pskd", "--seeds", "0,1", "--epochs", "2", "--model", "mlp",
                  "--out", str(out)])  # fmt: skip
     assert code == 0
     result = json.loads(out.read_text())
@@ -89,7 +89,7 @@ def test_method_hyperparameters_reach_the_method_from_compare_and_the_cli(digits
     pskd, _, kd = seen  # kd trains its teacher (plain) first
     assert (pskd.alpha_T, kd.T, kd.alpha) == (0.3, 2.0, 0.4)
     seen.clear()
-    assert main(["compare", "--methods", "pskd", "--seeds", "1", "--epochs", "1", "--model", "mlp",
+    assert main(["compare", "--methods", "pskd", "--seeds", "0", "--epochs", "1", "--model", "mlp",
                  "--method-arg", "pskd.alpha_T=0.25"]) == 0  # fmt: skip
     assert seen[0].alpha_T == 0.25
     with pytest.raises(ValueError, match="method 'pskd' has no hyperparameter 'T'; it takes \\['alpha_T'\\]"):

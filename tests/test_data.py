@@ -9,6 +9,7 @@ import torch
 
 import sdkit
 import sdkit.data as sdata
+import sdkit.datasets as sdatasets
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
@@ -130,7 +131,7 @@ def test_cifar100_from_python_pickles(tmp_path):
 
 
 def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(sdata, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    monkeypatch.setattr(sdatasets, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist.*download=True"):
         sdkit.load_dataset("fashion-mnist", tmp_path)
     with pytest.raises(FileNotFoundError, match="cifar10.*download=True"):
@@ -201,25 +202,25 @@ def test_debian_fashion_mnist_loads_when_installed(full_fashion_mnist_folder):
 
 
 def test_fashion_mnist_sample_is_stratified_and_offline(monkeypatch, tmp_path):
-    monkeypatch.setattr(sdata, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setattr(sdatasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
     monkeypatch.setenv("SDKIT_DATA", str(tmp_path / "empty-cache"))
-    train_y = sdata.read_idx(sdata.FASHION_MNIST_SAMPLE / "train-labels-idx1-ubyte.gz")
-    test_y = sdata.read_idx(sdata.FASHION_MNIST_SAMPLE / "t10k-labels-idx1-ubyte.gz")
+    train_y = sdatasets.read_idx(sdatasets.FASHION_MNIST_SAMPLE / "train-labels-idx1-ubyte.gz")
+    test_y = sdatasets.read_idx(sdatasets.FASHION_MNIST_SAMPLE / "t10k-labels-idx1-ubyte.gz")
     assert np.bincount(train_y).tolist() == [800] * 10 and np.bincount(test_y).tolist() == [200] * 10
     data = sdkit.load_dataset("fashion-mnist-sample", val_fraction=0.1)
     assert (len(data.train), len(data.val), len(data.test)) == (7200, 800, 2000)
-    assert data.input_shape == (1, 28, 28) and data.class_names == sdata.FASHION_MNIST_CLASSES
-    assert data.augment == sdata.DATASETS["fashion-mnist"]
-    assert sum(f.stat().st_size for f in sdata.FASHION_MNIST_SAMPLE.glob("*.gz")) < 5_000_000
+    assert data.input_shape == (1, 28, 28) and data.class_names == sdatasets.FASHION_MNIST_CLASSES
+    assert data.augment == sdatasets.DATASETS["fashion-mnist"]
+    assert sum(f.stat().st_size for f in sdatasets.FASHION_MNIST_SAMPLE.glob("*.gz")) < 5_000_000
 
 
 def test_fashion_mnist_sample_is_drawn_from_the_official_files(full_fashion_mnist_folder):
     # every sample image is an official image with the official label, none twice
     for prefix in ("train", "t10k"):
-        official_x = sdata.read_idx(full_fashion_mnist_folder / f"{prefix}-images-idx3-ubyte.gz")
-        official_y = sdata.read_idx(full_fashion_mnist_folder / f"{prefix}-labels-idx1-ubyte.gz")
-        sample_x = sdata.read_idx(sdata.FASHION_MNIST_SAMPLE / f"{prefix}-images-idx3-ubyte.gz")
-        sample_y = sdata.read_idx(sdata.FASHION_MNIST_SAMPLE / f"{prefix}-labels-idx1-ubyte.gz")
+        official_x = sdatasets.read_idx(full_fashion_mnist_folder / f"{prefix}-images-idx3-ubyte.gz")
+        official_y = sdatasets.read_idx(full_fashion_mnist_folder / f"{prefix}-labels-idx1-ubyte.gz")
+        sample_x = sdatasets.read_idx(sdatasets.FASHION_MNIST_SAMPLE / f"{prefix}-images-idx3-ubyte.gz")
+        sample_y = sdatasets.read_idx(sdatasets.FASHION_MNIST_SAMPLE / f"{prefix}-labels-idx1-ubyte.gz")
         where = {official_x[i].tobytes(): i for i in range(len(official_x))}
         found = [where.get(image.tobytes()) for image in sample_x]
         assert None not in found and len(set(found)) == len(found)

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 import sdkit
-import sdkit.data as sdata
+import sdkit.datasets as sdatasets
 from sdkit.checkpoint import FORMAT
 
 REQUIRE_FAULT_TESTS = "SDKIT_REQUIRE_FAULT_TESTS"
@@ -192,7 +192,7 @@ def test_damaged_idx_file_is_named_with_how_to_fetch_it_again(tmp_path, compress
 def test_damaged_debian_file_says_reinstall_the_package(tmp_path, monkeypatch):
     debian = tmp_path / "usr-share-datasets-fashion-mnist"
     files = fashion_mnist_folder(debian, compress=True)
-    monkeypatch.setattr(sdata, "DEBIAN_FASHION_MNIST", debian)  # where the loader looks for Debian's copy
+    monkeypatch.setattr(sdatasets, "DEBIAN_FASHION_MNIST", debian)  # where the loader looks for Debian's copy
     cut_in_half(files["t10k-labels-idx1-ubyte"])
     with pytest.raises(ValueError, match=r"sudo apt-get install --reinstall dataset-fashion-mnist") as caught:
         sdkit.load_dataset("fashion-mnist", tmp_path / "empty-root")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import sdkit
-from sdkit.faults import DivergenceGuard, TrainingDiverged
+from sdkit.train import DivergenceGuard, TrainingDiverged
 
 # one thread per process: the machine has two cores, and weights are compared bit for bit between processes
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -41,11 +41,11 @@ DDP_SCRIPT = textwrap.dedent(
     import dataclasses, os, signal, sys
     import torch
     import torch.distributed as dist
-    import sdkit
+    import sdkit.distributed
 
     out, ckpt, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(1)
-    sdkit.faults.init_process_group("gloo")  # torch.distributed's, with a fresh store prefix per restart
+    sdkit.distributed.init_process_group("gloo")  # torch.distributed's, with a fresh store prefix per restart
     rank = dist.get_rank()
     attempt = int(os.environ["TORCHELASTIC_RESTART_COUNT"])  # 0, then 1 after torchrun restarted the group
     data = sdkit.load_dataset("digits")

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 import sdkit
-from sdkit.methods import TrainContext, virtual_teacher
+from sdkit.methods import TrainContext
+from sdkit.regularizers import virtual_teacher
 
 
 def toy_data(n=12, classes=3, features=4, seed=0):

@@ -204,11 +204,11 @@ def test_compile_flag_runs_the_forward_pass_through_torch_compile(digits, monkey
 @pytest.mark.parametrize("steps", [1, 2, 3, 4, 5])
 def test_one_cycle_schedule_works_for_a_handful_of_steps(steps):
     # torch's OneCycleLR divides by zero when its warm-up phase has length 0 (pct_start * steps == 1)
-    from sdkit.train import _scheduler
+    from sdkit.train import _schedule
 
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.1)
-    sched = _scheduler("onecycle", opt, steps)
+    sched = _schedule("onecycle", opt, steps)
     used = []
     for _ in range(steps):
         used.append(opt.param_groups[0]["lr"])  # the rate this step trains with

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import sdkit
-from sdkit.train import _autocast_for
+from sdkit.models import autocast_for
 
 
 def test_atomic_write_json_replaces_whole_file(tmp_path):
@@ -39,16 +39,19 @@ def test_pick_device(monkeypatch):
         sdkit.pick_device("tpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert sdkit.pick_device("auto") == torch.device("cuda")
-    assert sdkit.pick_device(None) == torch.device("cuda")
+    # "auto" with a model is where the model already is: evaluation never moves it
+    assert sdkit.pick_device("auto", model=torch.nn.Linear(2, 2)) == torch.device("cpu")
+    with pytest.raises(ValueError, match="got device=None"):  # one convention: "auto", never None
+        sdkit.pick_device(None)
 
 
 def test_bf16_autocast_only_on_cuda():
     import contextlib
 
-    assert _autocast_for(torch.device("cpu"), "bf16") is contextlib.nullcontext
-    cuda_autocast = _autocast_for(torch.device("cuda"), "bf16")
+    assert autocast_for(torch.device("cpu"), "bf16") is contextlib.nullcontext
+    cuda_autocast = autocast_for(torch.device("cuda"), "bf16")
     assert cuda_autocast.keywords == {"device_type": "cuda", "dtype": torch.bfloat16}
-    assert _autocast_for(torch.device("cuda"), "fp32") is contextlib.nullcontext
+    assert autocast_for(torch.device("cuda"), "fp32") is contextlib.nullcontext
 
 
 def test_run_mode(monkeypatch):

@@ -38,12 +38,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import load_dataset
+from ..datasets import load_dataset
 from ..evaluate import evaluate, predict_logits, reliability_bins
 from ..extras.robustness import fgsm_accuracy, gaussian_noise_accuracy
-from ..models import build_model, count_parameters
-from ..train import born_again, train
-from ..utils import atomic_write_json, machine_info, pick_device
+from ..methods import born_again
+from ..models import build_model, count_parameters, pick_device
+from ..train import train
+from ..utils import atomic_write_json, machine_info
 from .stats import mean_std, paired, summarize, verdict
 
 __all__ = [

@@ -35,8 +35,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .._checks import check_logits, check_positive_int, check_probs, check_temperature
-from ..temperature import entropy, soften
+from ..losses import check_logits, check_positive_int, check_probs, check_temperature, entropy, soften
 
 __all__ = [
     "TemperatureFrames",

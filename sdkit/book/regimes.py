@@ -37,10 +37,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Dataset, Split, load_dataset
+from ..data import Data, Split
+from ..datasets import load_dataset
 from ..evaluate import evaluate
-from ..methods import CSKD, DLB, PSKD, LabelSmoothing, Method, Mixup, TeacherFreeKD
+from ..methods import Method
 from ..models import build_model
+from ..regularizers import LabelSmoothing, Mixup, TeacherFreeKD
+from ..self_kd import CSKD, DLB, PSKD
 from ..train import History, train
 from ..utils import atomic_write_json, machine_info
 from . import stats
@@ -123,7 +126,7 @@ def noisy_labels(y: torch.Tensor, rate: float, kind: str, num_classes: int, seed
     return out
 
 
-def _cell_data(cell: dict[str, Any], budget: dict[str, Any], seed: int) -> tuple[Dataset, torch.Tensor]:
+def _cell_data(cell: dict[str, Any], budget: dict[str, Any], seed: int) -> tuple[Data, torch.Tensor]:
     """The cell's data for one seed (the training subset depends on the seed) and the clean training labels."""
     kwargs = {"test_size": budget["test_size"]} if budget["test_size"] else {}
     data = load_dataset(budget["dataset"], train_size=cell["n"], val_fraction=budget["val_fraction"], seed=seed,

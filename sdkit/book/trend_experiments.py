@@ -35,15 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_alpha, check_positive_int, check_temperature
-from ..data import Data, Split, load_dataset
+from ..data import Batch, BatchLoader, Data, Split, augment_batch
+from ..datasets import load_dataset
 from ..evaluate import evaluate, predict_logits
 from ..extras.compress import count_nonzero, prune_global, quantize_dynamic_int8, sparsity, state_dict_bytes
 from ..extras.tabular import load_tabular
-from ..loader import Batch, BatchLoader, augment_batch
-from ..losses import _distillation_loss_unchecked
-from ..methods import PSKD, Distill, Method, TrainContext
+from ..losses import _distillation_loss_unchecked, check_alpha, check_positive_int, check_temperature
+from ..methods import Distill, Method, TrainContext
 from ..models import build_model, count_parameters, frozen_copy
+from ..self_kd import PSKD
 from ..train import train
 from ..utils import atomic_write_json, machine_info
 from . import stats

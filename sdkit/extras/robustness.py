@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_labels, check_positive_int
 from ..data import Split
+from ..losses import check_labels, check_positive_int
+from ..models import pick_device
 
 __all__ = ["gaussian_noise_accuracy", "fgsm_attack", "fgsm_accuracy"]
 
@@ -69,13 +70,6 @@ def _scale(input_std: float | Sequence[float] | None, x: torch.Tensor) -> torch.
     return (1.0 / std).to(dtype=x.dtype, device=x.device).reshape(shape)
 
 
-def _device_of(model: nn.Module, device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def gaussian_noise_accuracy(
     model: nn.Module,
@@ -85,7 +79,7 @@ def gaussian_noise_accuracy(
     *,
     input_std: float | Sequence[float] | None = None,
     batch_size: int = 1024,
-    device: torch.device | str | None = None,
+    device: str | torch.device = "auto",
 ) -> list[float]:
     """Accuracy of ``model`` (in eval mode) on ``split.x + sigma * z`` for each ``sigma`` in ``sigmas``.
 
@@ -107,7 +101,7 @@ def gaussian_noise_accuracy(
     check_positive_int(batch_size, "batch_size")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got seed={seed!r}")
-    device = _device_of(model, device)
+    device = pick_device(device, model=model)
     generator = torch.Generator().manual_seed(seed)
     correct = torch.zeros(len(sigmas), dtype=torch.long)
     was_training = model.training
@@ -192,7 +186,7 @@ def fgsm_accuracy(
     *,
     input_std: float | Sequence[float] | None = None,
     batch_size: int = 512,
-    device: torch.device | str | None = None,
+    device: str | torch.device = "auto",
 ) -> list[float]:
     """Accuracy of ``model`` on FGSM examples of ``split`` for each ``eps`` in ``epsilons`` (one per eps).
 
@@ -211,7 +205,7 @@ def fgsm_accuracy(
     epsilons = _check_magnitudes(epsilons, "epsilons")
     _check_split(split)
     check_positive_int(batch_size, "batch_size")
-    device = _device_of(model, device)
+    device = pick_device(device, model=model)
     correct = [0] * len(epsilons)
     was_training = model.training
     model.eval()
