@@ -96,11 +96,11 @@ def describe_run(section: str, result: dict[str, Any], label: str, seconds: floa
         what = (f"{cells} cells x {spec['seeds']} seeds = {cells * spec['seeds']} students, {spec['seeds']} plain, "
                 f"1 teacher; {spec['epochs']} epochs each")  # fmt: skip
     else:
-        what = (f"{spec['epochs']} epochs, {spec['seeds']} seed(s), {result['threads']} torch thread(s); "
-                f"CPU load average at the start {result['load_average'][0]:.1f}")  # fmt: skip
-    if seconds is not None:
-        what += f": {seconds:.0f} s"
-    return wrap_lines([f"{label}: {data}", f"  {what}"])
+        what = f"{spec['epochs']} epochs, {spec['seeds']} seed(s), {result['threads']} torch thread(s)"
+    lines = [f"{label}: {data}", f"  {what}" + ("" if seconds is None else f": {seconds:.0f} s")]
+    if section == "cost":  # timings depend on what else the machine was doing
+        lines.append(f"  CPU load average at the start {result['load_average'][0]:.1f}")
+    return wrap_lines(lines)
 
 
 def int8_summary(result: dict[str, Any]) -> str:
