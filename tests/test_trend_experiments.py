@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import sdkit
+from sdkit.book import trend_cost, trend_tables, trend_training, trend_verdicts
 from sdkit.book import trend_experiments as te
 from sdkit.losses import distillation_loss
 from sdkit.methods import TrainContext
@@ -90,13 +91,13 @@ def synthetic_compression():
             sizes = {"nonzero": nonzero, "bytes": 400, "sparse_bytes": sparse_bytes}
             rows.append({"seed": seed, "model": role, "variant": "pruned", "amount": amount, "accuracy": a, **sizes})
     result = {"spec": {"amounts": [0.0, 0.9], "combined_amount": 0.9}, "rows": rows}
-    result["accuracy"] = te._summaries(rows, ("model", "variant", "amount"), "accuracy")
+    result["accuracy"] = trend_training.summaries(rows, ("model", "variant", "amount"), "accuracy")
     return result
 
 
 def test_pruning_verdicts_and_safe_sparsity_on_known_numbers():
     result = synthetic_compression()
-    v0, v90 = te.pruning_verdicts(result)
+    v0, v90 = trend_verdicts.pruning_verdicts(result)
     assert math.isclose(v0["diff"], 0.0, abs_tol=1e-12) and v0["verdict"] == "within noise"
     # diffs (-0.16, -0.13): 14.5 points worse on both seeds, but with two seeds t(0.975, 1) = 12.706 and the
     # interval -0.145 ± 12.706 * 0.015 reaches above 0: two seeds cannot call it
@@ -107,9 +108,9 @@ def test_pruning_verdicts_and_safe_sparsity_on_known_numbers():
     # drops to pruning: distilled (-0.16, -0.14), alone (+0.01, -0.02): diffs (-0.17, -0.12)
     assert math.isclose(v90["drop_diff"], -0.145) and math.isclose(v90["drop_low"], -0.145 - t1 * 0.025)
     assert v90["drop_verdict"] == "within noise" and v0["drop_diff"] == 0.0 and v0["drop_verdict"] == "within noise"
-    assert te.safe_sparsity(result, "student alone") == 0.9  # 90.5% vs 91% unpruned: within 1 point
-    assert te.safe_sparsity(result, "distilled student") == 0.0
-    table = te.compression_table(result)
+    assert trend_verdicts.safe_sparsity(result, "student alone") == 0.9  # 90.5% vs 91% unpruned: within 1 point
+    assert trend_verdicts.safe_sparsity(result, "distilled student") == 0.0
+    table = trend_tables.compression_table(result)
     assert "| distilled student | pruned 90% | 76.0 ± 1.4 | 0 | 0 | 10 |" in table.markdown
     assert table.markdown.splitlines()[1] == "|---|---|---|---|---|---|"
     assert "<td>distilled student</td><td>pruned 90%</td><td>76.0 ± 1.4</td>" in table._repr_html_()
@@ -122,8 +123,9 @@ def test_overhead_uses_fastest_epoch_after_warm_up():
         return sdkit.History(records=[{"seconds": s} for s in seconds])
 
     plain, kd = history([9.0, 2.0, 3.0, 2.5]), history([9.0, 2.6, 2.8, 4.0])
-    assert math.isclose(te._overhead(kd, plain), 2.6 / 2.0)  # the warm-up epoch (9 s) is ignored
-    assert math.isclose(te._overhead(history([3.0]), history([2.0])), 1.5)  # a single epoch is all there is
+    assert math.isclose(trend_cost.fastest_epoch_ratio(kd, plain), 2.6 / 2.0)  # the warm-up epoch (9 s) is ignored
+    single = trend_cost.fastest_epoch_ratio(history([3.0]), history([2.0]))
+    assert math.isclose(single, 1.5)  # a single epoch is all there is
 
 
 def test_teacher_overhead_times_both_objectives(digits):
