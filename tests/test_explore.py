@@ -188,3 +188,21 @@ def test_static_explorer_size_and_errors():
         explore.static_temperature_explorer(logits, captions=["x"])
     with pytest.raises(ValueError, match=r"temperatures\[0\]"):
         explore.static_temperature_explorer(logits, temperatures=[0.0, 1.0])
+
+
+def test_plot_temperature_effects_draws_the_mass_and_both_gradient_norms():
+    T, mass, grad, scaled = [0.5, 1, 2, 4], [0.1, 0.2, 0.4, 0.6], [1.8, 0.7, 0.25, 0.08], [0.44, 0.7, 0.99, 1.2]
+    fig = explore.plot_temperature_effects(T, mass, grad, scaled)
+    left, right = fig.axes
+    (mass_line,) = left.get_lines()
+    assert list(mass_line.get_xdata()) == T and list(mass_line.get_ydata()) == mass
+    assert left.get_xscale() == "log" and left.get_yscale() == "linear" and left.get_legend() is None
+    assert [list(line.get_ydata()) for line in right.get_lines()] == [grad, scaled]
+    assert (right.get_xscale(), right.get_yscale()) == ("log", "log")
+    assert [t.get_text() for t in right.get_legend().get_texts()] == [
+        "soft cross-entropy",
+        "$T^2$ x soft cross-entropy",
+    ]
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"temperatures\[0\]"):
+        explore.plot_temperature_effects([0.0, 1.0], [0.1, 0.2], [1.0, 0.5], [1.0, 1.0])

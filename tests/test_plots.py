@@ -83,3 +83,83 @@ def test_plot_mean_std_rejects_bad_input():
         plot_mean_std([1], [0.1], [-0.1])
     with pytest.raises(ValueError, match="kind"):
         plot_mean_std([1], [0.1], [0.1], kind="pie")
+
+
+# ------------------------------------------------------------------------------------------------- plot_lines
+
+from matplotlib.collections import PathCollection, PolyCollection  # noqa: E402
+
+from sdkit.book.plots import plot_lines, plot_mean_range  # noqa: E402
+
+
+def test_plot_lines_draws_each_line_with_its_label_and_scales():
+    T = [1, 2, 4, 8, 16]
+    lines = {"plain": [1 / t**2 for t in T], "scaled": [1.0] * 5, "_hidden": [0.5] * 5}
+    fig = plot_lines(T, lines, styles=["o-", "s--", "-"], log="xy", xlabel="T", ylabel="norm", title="grad")
+    (ax,) = fig.axes
+    drawn = ax.get_lines()
+    assert [line.get_label() for line in drawn] == list(lines)
+    assert list(drawn[0].get_ydata()) == pytest.approx(lines["plain"])
+    assert drawn[0].get_marker() == "o" and drawn[1].get_linestyle() == "--"
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("T", "norm", "grad")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "scaled"]  # "_hidden" stays out
+
+
+def test_plot_lines_references_follow_the_power_law_from_x0():
+    T = [1, 2, 4, 8, 16, 32]
+    fig = plot_lines(T, {"a": [1.0] * 6}, log="xy", references=[(-2, 4, 0.5), (-3, 8, 0.1)])
+    guides = fig.axes[0].get_lines()[1:]
+    assert [g.get_label() for g in guides] == ["slope -2", "slope -3"]
+    assert list(guides[0].get_xdata()) == [4, 8, 16, 32]  # only from x0 on
+    assert list(guides[0].get_ydata()) == pytest.approx([0.5, 0.125, 0.03125, 0.0078125])
+    assert list(guides[1].get_ydata()) == pytest.approx([0.1, 0.1 / 8, 0.1 / 64])
+
+
+def test_plot_lines_reference_lines_and_points():
+    _, ax = plt.subplots()
+    fig = plot_lines([0.3, 0.8, 0.99], {"KL": [0.5, 0.0, 0.4]}, ax, hlines={"H(q)": 0.639}, vlines=[0.8],
+                     points={"claims": ([2.0, 0.5], [0.67, 0.96])})  # fmt: skip
+    assert fig is ax.figure
+    kl, hline, vline = ax.get_lines()
+    assert hline.get_label() == "H(q)" and list(hline.get_ydata()) == [0.639, 0.639]
+    assert list(vline.get_xdata()) == [0.8, 0.8]
+    (scatter,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert scatter.get_offsets().tolist() == [[2.0, 0.67], [0.5, 0.96]] and scatter.get_label() == "claims"
+
+
+def test_plot_lines_rejects_bad_input():
+    with pytest.raises(ValueError, match="line 'a' has 2 values but x has 3"):
+        plot_lines([1, 2, 3], {"a": [1, 2]})
+    with pytest.raises(ValueError, match="log='z'"):
+        plot_lines([1], {"a": [1]}, log="z")
+    with pytest.raises(ValueError, match="styles has 1 entries for 2 lines"):
+        plot_lines([1], {"a": [1], "b": [2]}, styles=["o-"])
+    with pytest.raises(ValueError, match=r"references\[0\] needs x0 > 0 and y0 > 0"):
+        plot_lines([1, 2], {"a": [1, 2]}, references=[(-1, 0, 1.0)])
+    with pytest.raises(ValueError, match="lines is empty"):
+        plot_lines([1], {})
+
+
+def test_plot_mean_range_draws_the_mean_and_the_band_of_each_entry():
+    runs = {"teacher": [[0.80, 0.90, 0.95], [0.70, 0.92, 0.97], [0.75, 0.94, 0.96]], "student": [[0.6, 0.7, 0.8]] * 2}
+    fig = plot_mean_range([1, 2, 3], runs, styles=["C0-", "C1--"], ylim=(0.5, 1.0), xlabel="epoch")
+    (ax,) = fig.axes
+    teacher, student = ax.get_lines()
+    assert list(teacher.get_ydata()) == pytest.approx([0.75, 0.92, 0.96])
+    assert student.get_linestyle() == "--" and ax.get_ylim() == (0.5, 1.0)
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 2
+    low, high = bands[0].get_paths()[0].get_extents().y0, bands[0].get_paths()[0].get_extents().y1
+    assert (low, high) == pytest.approx((0.70, 0.97))  # the band spans min to max over the seeds
+    assert tuple(bands[0].get_facecolor()[0][:3]) == pytest.approx(matplotlib.colors.to_rgb(teacher.get_color()))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["teacher", "student"]
+
+
+def test_plot_mean_range_rejects_bad_input():
+    with pytest.raises(ValueError, match="runs is empty"):
+        plot_mean_range([1, 2], {})
+    with pytest.raises(ValueError, match=r"runs\['a'\] must hold one curve per seed with 2 values"):
+        plot_mean_range([1, 2], {"a": [[0.1, 0.2, 0.3]]})
+    with pytest.raises(ValueError, match="styles has 2 entries for 1 runs"):
+        plot_mean_range([1, 2], {"a": [[0.1, 0.2]]}, styles=["-", "--"])

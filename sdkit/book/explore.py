@@ -46,6 +46,7 @@ __all__ = [
     "plot_temperature_grid",
     "plot_soft_vs_hard",
     "plot_mean_soft_labels",
+    "plot_temperature_effects",
     "temperature_explorer",
     "temperature_grid",
     "explorer_data",
@@ -305,6 +306,40 @@ def plot_mean_soft_labels(matrix: torch.Tensor, *, class_names: Sequence[str] | 
     ax.set_ylabel("true class of the image")
     fig.colorbar(im, ax=ax, label="mean probability (log scale)")
     ax.set_title(title or "Mean soft label per true class")
+    fig.tight_layout()
+    return fig
+
+
+def plot_temperature_effects(
+    temperatures: Sequence[float],
+    hidden_mass: Sequence[float],
+    grad_norms: Sequence[float],
+    scaled_grad_norms: Sequence[float],
+):
+    """Two panels against the temperature: left, the mean probability outside the argmax (how much of a soft
+    label the student gets to see); right, on log-log axes, the gradient norm of the soft cross-entropy with
+    respect to the student's logits, without and with the ``T^2`` factor. Returns the figure.
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off-screen
+    >>> import matplotlib.pyplot as plt
+    >>> fig = plot_temperature_effects([1, 4], [0.2, 0.6], [0.7, 0.08], [0.7, 1.2])
+    >>> [ax.get_title() for ax in fig.axes]
+    ['Dark knowledge made visible (test set)', 'Gradient scale (one image)']
+    >>> plt.close(fig)
+    """
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_lines
+
+    temps = _check_temperatures(temperatures)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=90)
+    plot_lines(temps, {"_mass": hidden_mass}, left, styles=["o-"], log="x", xlabel="temperature $T$",
+               ylabel="mean probability outside the argmax",
+               title="Dark knowledge made visible (test set)")  # fmt: skip
+    plot_lines(temps, {"soft cross-entropy": grad_norms, "$T^2$ x soft cross-entropy": scaled_grad_norms}, right,
+               styles=["o-", "s--"], log="xy", xlabel="temperature $T$", ylabel="gradient norm w.r.t. student logits",
+               title="Gradient scale (one image)")  # fmt: skip
     fig.tight_layout()
     return fig
 
