@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from sdkit.book import trend_reports, trend_tables, trend_verdicts
-from sdkit.book.trend_experiments import Table, expected_range
+from sdkit.book.trend_experiments import expected_range
 from sdkit.book.trend_training import mean_std, summaries
+from sdkit.evaluate import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975_1, T_975_2 = 12.706204736174698, 4.302652729911275  # Student-t quantiles for 2 and 3 seeds

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .trend_experiments import Table
+from ..evaluate import Table
 
 __all__ = ["Paper", "KINDS", "FAMILY", "THEORY", "family_table", "plot_timeline"]
 

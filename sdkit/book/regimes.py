@@ -39,7 +39,7 @@ from torch import nn
 
 from ..data import Data, Split
 from ..datasets import load_dataset
-from ..evaluate import evaluate
+from ..evaluate import Table, evaluate
 from ..methods import Method
 from ..models import build_model
 from ..regularizers import LabelSmoothing, Mixup, TeacherFreeKD
@@ -47,7 +47,6 @@ from ..self_kd import CSKD, DLB, PSKD
 from ..train import History, train
 from ..utils import atomic_write_json, machine_info
 from . import stats
-from .trend_experiments import Table
 
 __all__ = [
     "CELLS", "BUDGETS", "METHODS", "AXES", "noisy_labels", "CONFUSIONS", "run_cell", "load_grid", "gains",
@@ -325,9 +324,9 @@ def gain_table(grid: dict[str, dict[str, Any]], metric: str = "test_accuracy", *
     >>> rows = [{"method": m, "seed": s, "test_accuracy": a} for m, s, a in
     ...         [("plain", 0, 0.80), ("plain", 1, 0.82), ("dlb", 0, 0.83), ("dlb", 1, 0.85)]]
     >>> print(gain_table({"n500": {"cell": "n500", "rows": rows}}, intervals=True))
-    | cell | plain | dlb |
-    |---|---|---|
-    | n500 | 81.00 | +3.00 [+3.00, +3.00] ▲ |
+    cell  plain                     dlb
+    ----  -----  ----------------------
+    n500  81.00  +3.00 [+3.00, +3.00] ▲
     >>> print(gain_table({"n500": {"cell": "n500", "rows": rows}}).rows)
     [['n500', '81.00', '+3.00 ▲']]
     """

@@ -1,8 +1,8 @@
 """Numbers into text and tables: what the chapters show of their results, kept out of the chapters' code.
 
 A chapter computes; these functions only decide how the numbers look. Every table is a
-:class:`~sdkit.book.trend_experiments.Table`, which a notebook (and the built book) shows as an HTML table and
-plain Python prints as Markdown, so that no printed line has to be lined up by hand (or scroll sideways).
+:class:`~sdkit.evaluate.Table`, which a notebook (and the built book) shows as an HTML table and
+plain Python prints as aligned text, so that no printed line has to be lined up by hand (or scroll sideways).
 
 - :func:`format_vector`, :func:`format_metrics`, :func:`format_mean_std`: one value per call, as text.
 - :func:`records_table`: a list of result dicts as a table, one column per chosen key.
@@ -15,8 +15,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..evaluate import Table
 from .stats import mean_std
-from .trend_experiments import Table
 
 __all__ = ["format_vector", "format_metrics", "format_mean_std", "records_table", "paired_table"]
 
@@ -107,10 +107,10 @@ def records_table(records: Sequence[Mapping[str, Any]], columns: Mapping[str, Co
 
     >>> rows = [{"role": "teacher", "T": None, "accuracy": 0.96657}, {"role": "student", "T": 4, "accuracy": 0.9}]
     >>> print(records_table(rows, {"model": "role", "T": ("T", "g"), "test acc": ("accuracy", ".4f")}))
-    | model | T | test acc |
-    |---|---|---|
-    | teacher | - | 0.9666 |
-    | student | 4 | 0.9000 |
+    model    T  test acc
+    -------  -  --------
+    teacher  -    0.9666
+    student  4    0.9000
     """
     if not columns:
         raise ValueError("columns is empty; map each header to a key, e.g. {'test acc': ('accuracy', '.4f')}")
@@ -140,9 +140,9 @@ def paired_table(
     >>> from sdkit.book.stats import paired
     >>> p = paired([0.83, 0.87, 0.81], [0.80, 0.84, 0.82])
     >>> print(paired_table([("B vs A", p)], scale=100, digits=2, unit="points"))
-    | comparison | difference (points) | 95% interval | won | verdict |
-    |---|---|---|---|---|
-    | B vs A | +1.67 | -4.07 to +7.40 | 2/3 | within noise |
+    comparison  difference (points)    95% interval  won       verdict
+    ----------  -------------------  --------------  ---  ------------
+    B vs A                    +1.67  -4.07 to +7.40  2/3  within noise
     """
     _check_digits(digits)
     if not comparisons:

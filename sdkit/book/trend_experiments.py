@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import html
 import math
 import shlex
 import sys
@@ -65,7 +64,6 @@ __all__ = [
     "paired",
     "verdict",
     "expected_range",
-    "Table",
     "view_consistency",
     "teacher_overhead",
     "run_compression",
@@ -331,31 +329,3 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
-
-
-# ---------------------------------------------------------------------------------------------------- tables
-
-
-class Table:
-    """A small table that shows as HTML in a notebook (and in the built book) and as Markdown text elsewhere."""
-
-    def __init__(self, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        self.header = [str(h) for h in header]
-        self.rows = [[str(c) for c in row] for row in rows]
-        if any(len(row) != len(self.header) for row in self.rows):
-            raise ValueError(f"every row needs {len(self.header)} cells (one per header entry)")
-
-    @property
-    def markdown(self) -> str:
-        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in self.rows])
-
-    def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    def __repr__(self) -> str:
-        return self.markdown
-
-    __str__ = __repr__

@@ -1,5 +1,5 @@
 """The result tables of the chapter "Trends and challenges": what each experiment measured, one row per model,
-method or benchmark, as :class:`~sdkit.book.trend_experiments.Table` (HTML in the book, Markdown as text).
+method or benchmark, as :class:`~sdkit.evaluate.Table` (HTML in the book, aligned text elsewhere).
 
 Each function takes the dict that one ``run_*`` function of :mod:`sdkit.book.trend_experiments` returns (or its
 entry in the committed ``book/results/trends_full.json``) and only formats it: the numbers are computed by the
@@ -9,9 +9,9 @@ experiments. Accuracies are shown in percent as ``mean ± std`` over seeds (samp
 >>> row = {"seed": 0, "model": "teacher", "variant": "pruned", "amount": 0.0, "accuracy": 0.9,
 ...        "bytes": 4096, "sparse_bytes": 8192, "nonzero": 1000}
 >>> print(compression_table({"spec": {"amounts": [0.0], "combined_amount": 0.5}, "rows": [row]}))
-| model | variant | test accuracy (%) | state_dict (KiB) | as CSR (KiB) | nonzero |
-|---|---|---|---|---|---|
-| teacher | float32 | 90.0 (one seed) | 4 | 8 | 1,000 |
+model    variant  test accuracy (%)  state_dict (KiB)  as CSR (KiB)  nonzero
+-------  -------  -----------------  ----------------  ------------  -------
+teacher  float32    90.0 (one seed)                 4             8    1,000
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .trend_experiments import Table
+from ..evaluate import Table
 from .trend_training import ROLES, mean_std
 
 __all__ = [

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluate import Table
 from .stats import paired
-from .trend_experiments import Table, expected_range
+from .trend_experiments import expected_range
 from .trend_tables import PLAIN, check_result
 from .trend_training import ROLES
 
