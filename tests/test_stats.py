@@ -97,5 +97,9 @@ def test_group_and_summarize():
 def test_experiment_modules_share_the_statistics():
     assert ex.mean_std is stats.mean_std and ex.summarize is stats.summarize and ex.verdict is stats.verdict
     assert te.verdict is stats.verdict and te.paired is stats.paired
-    assert te.mean_std([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "n": 3}  # the dict form of the trends tables
-    assert te.mean_std([5.0]) == {"mean": 5.0, "std": 0.0, "n": 1}
+    assert te.mean_std_record([1.0, 2.0, 3.0]) == {
+        "mean": 2.0,
+        "std": 1.0,
+        "n": 3,
+    }  # the dict form of the trends tables
+    assert te.mean_std_record([5.0]) == {"mean": 5.0, "std": 0.0, "n": 1}

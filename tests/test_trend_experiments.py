@@ -14,10 +14,10 @@ from sdkit.methods import TrainContext
 
 def test_mean_std_is_a_dict_with_the_count():
     # the statistics themselves are tested in test_stats.py; the trends tables read this dict form
-    assert te.mean_std([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "n": 3}
-    assert te.mean_std([5.0])["std"] == 0.0
+    assert te.mean_std_record([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "n": 3}
+    assert te.mean_std_record([5.0])["std"] == 0.0
     with pytest.raises(ValueError, match="values is empty"):
-        te.mean_std([])
+        te.mean_std_record([])
 
 
 def test_expected_range_matches_known_constants():

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from sdkit.book import trend_plots  # noqa: E402
-from sdkit.book.trend_training import ROLES, mean_std  # noqa: E402
+from sdkit.book.trend_training import ROLES, mean_std_record  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +89,9 @@ def test_plot_grid_rejects_a_mean_table_of_the_wrong_shape():
 def test_plot_cost_stacks_the_teachers_run_under_the_born_again_students():
     names = ("plain (one run)", "born-again (teacher + student)", "PS-KD (one run)")
     wall = (10.0, 25.0, 11.0)
-    summary = {n: {"wall": mean_std([w]), "accuracy": mean_std([0.8])} for n, w in zip(names, wall, strict=True)}
+    summary = {
+        n: {"wall": mean_std_record([w]), "accuracy": mean_std_record([0.8])} for n, w in zip(names, wall, strict=True)
+    }
     ax = trend_plots.plot_cost({"summary": summary}, "cost").axes[0]
     teacher, student = [c for c in ax.containers if isinstance(c, BarContainer)]
     assert [p.get_width() for p in teacher] == pytest.approx([0.0, 10.0, 0.0])

@@ -11,7 +11,7 @@ import pytest
 
 from sdkit.book import trend_reports, trend_tables, trend_verdicts
 from sdkit.book.trend_experiments import expected_range
-from sdkit.book.trend_training import mean_std, summaries
+from sdkit.book.trend_training import mean_std_record, summaries
 from sdkit.evaluate import Table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,8 +118,8 @@ def tabular_result() -> dict:
     toy = {
         "sizes": {"train": 100, "val": 50, "test": 50},
         "rows": rows[::-1],  # the rows' order must not matter: pairs go by seed
-        "accuracy": {role: mean_std(acc) for role, (acc, _) in values.items()},
-        "nll": {role: mean_std(nll) for role, (_, nll) in values.items()},
+        "accuracy": {role: mean_std_record(acc) for role, (acc, _) in values.items()},
+        "nll": {role: mean_std_record(nll) for role, (_, nll) in values.items()},
     }
     return {"spec": {"datasets": ["toy"], "seeds": 3, "epochs": 4}, "datasets": {"toy": toy}}
 
@@ -193,7 +193,7 @@ def cost_result() -> dict:
     wall = {METHODS[0]: 10.0, METHODS[1]: 24.0, METHODS[2]: 21.0, METHODS[3]: 10.5}
     runs = [{"seed": s, "method": m, "wall": wall[m] + s, "loop": wall[m] / 2 + s, "accuracy": accuracy[m][s]}
             for s in range(2) for m in METHODS]  # fmt: skip
-    summary = {m: {k: mean_std([r[k] for r in runs if r["method"] == m]) for k in ("wall", "loop", "accuracy")}
+    summary = {m: {k: mean_std_record([r[k] for r in runs if r["method"] == m]) for k in ("wall", "loop", "accuracy")}
                for m in METHODS}  # fmt: skip
     overhead = [{"seed": s, "model": "mlp", "kd_over_plain": 1.3 + 0.1 * s, "cached_over_plain": 1.0 + 0.2 * s,
                  "pskd_over_plain": 1.0, "cache_seconds": 0.1, "plain_epoch_seconds": 0.5}

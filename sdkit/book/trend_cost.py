@@ -27,7 +27,7 @@ from ..methods import Distill, Method, TrainContext
 from ..models import frozen_copy
 from ..self_kd import PSKD
 from ..train import History
-from .trend_training import CPU, load_spec_data, mean_std, model_maker, train_timed
+from .trend_training import CPU, load_spec_data, mean_std_record, model_maker, train_timed
 
 __all__ = ["CachedDistill", "epoch_seconds", "fastest_epoch_ratio", "view_consistency", "teacher_overhead", "run_cost"]
 
@@ -236,7 +236,7 @@ def run_cost(spec: dict[str, Any]) -> dict[str, Any]:
         "dataset": {"name": data.name, "train": len(data.train), "val": len(data.val), "test": len(data.test)},
         "runs": runs,
         "summary": {
-            m: {k: mean_std([r[k] for r in runs if r["method"] == m]) for k in ("wall", "loop", "accuracy")}
+            m: {k: mean_std_record([r[k] for r in runs if r["method"] == m]) for k in ("wall", "loop", "accuracy")}
             for m in methods
         },
         "overhead": overhead,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluate import Table
-from .trend_training import ROLES, mean_std
+from .trend_training import ROLES, mean_std_record
 
 __all__ = [
     "check_result",
@@ -91,7 +91,7 @@ def compression_table(result: dict[str, Any], amounts: Sequence[float] | None = 
                 continue
             sparse = sel[0]["sparse_bytes"]
             rows.append([
-                role, _variant_name(variant, amount), mean_pm_std(mean_std([r["accuracy"] for r in sel])),
+                role, _variant_name(variant, amount), mean_pm_std(mean_std_record([r["accuracy"] for r in sel])),
                 f"{sel[0]['bytes'] / 1024:.0f}", f"{sparse / 1024:.0f}" if math.isfinite(sparse) else "-",
                 f"{sel[0]['nonzero']:,}",
             ])  # fmt: skip

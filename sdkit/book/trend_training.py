@@ -21,7 +21,7 @@ from ..models import build_model
 from ..train import History, train
 from . import stats
 
-__all__ = ["CPU", "ROLES", "mean_std", "load_spec_data", "model_maker", "train_timed", "teacher_and_students",
+__all__ = ["CPU", "ROLES", "mean_std_record", "load_spec_data", "model_maker", "train_timed", "teacher_and_students",
            "accuracy_on", "summaries"]  # fmt: skip
 
 #: The experiments run on the CPU: small models, and timings that readers can reproduce without a GPU.
@@ -30,9 +30,9 @@ CPU = torch.device("cpu")
 ROLES = ("teacher", "distilled student", "student alone")
 
 
-def mean_std(values: Sequence[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (``ddof=1``; 0 for a single value) of ``values``, with their count ``n``
-    (see :func:`sdkit.book.stats.mean_std`)."""
+def mean_std_record(values: Sequence[float]) -> dict[str, float]:
+    """The record the committed trend results store for ``values``: ``{"mean", "std", "n"}``, from the one
+    :func:`sdkit.book.stats.mean_std` (sample std, ``ddof=1``; 0 for a single value)."""
     mean, std = stats.mean_std(values, single=0.0)
     return {"mean": mean, "std": std, "n": len(values)}
 
@@ -93,4 +93,4 @@ def accuracy_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def summaries(rows: list[dict[str, Any]], keys: Sequence[str], value: str) -> dict[str, dict[str, float]]:
     """Group ``rows`` by the values of ``keys`` (joined by ``|``) and summarise ``value`` with :func:`mean_std`."""
     groups = stats.group(rows, lambda row: "|".join(str(row[k]) for k in keys))
-    return {k: mean_std([row[value] for row in members]) for k, members in groups.items()}
+    return {k: mean_std_record([row[value] for row in members]) for k, members in groups.items()}
