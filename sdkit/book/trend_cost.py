@@ -21,7 +21,7 @@ from torch import nn
 
 from ..data import Batch, BatchLoader, Data, augment_batch
 from ..evaluate import evaluate, predict_logits
-from ..losses import _distillation_loss_unchecked, check_alpha, check_positive_int, check_temperature
+from ..losses import _distillation_loss_unchecked, check_alpha, check_positive_int, check_temperature, kd_loss
 from ..methods import Distill, Method, TrainContext
 from ..models import frozen_copy
 from ..self_kd import PSKD
