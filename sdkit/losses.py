@@ -38,6 +38,7 @@ versions after validating its data once, because value checks on a GPU tensor fo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +144,17 @@ def _distillation_loss_unchecked(
     return (1.0 - alpha) * hard + alpha * _kd_loss_unchecked(student_logits, teacher_logits, T)
 
 
+def _check_inputs(student_logits: torch.Tensor, target: torch.Tensor, target_name: str, T: float) -> float:
+    """The checks every loss makes: ``T``, the student's logits (finite, not empty), the target (probabilities
+    for ``target_probs``, logits otherwise) and the same number of classes on both. Returns ``T`` as a float."""
+    T = check_temperature(T)
+    check_logits(student_logits, "student_logits")
+    check_not_empty(student_logits, "student_logits")
+    (check_probs if target_name == "target_probs" else check_logits)(target, target_name)
+    check_same_classes(student_logits, target, "student_logits", target_name)
+    return T
+
+
 def soft_cross_entropy(student_logits: torch.Tensor, target_probs: torch.Tensor, T: float = 1.0) -> torch.Tensor:
     """Cross-entropy against a soft target: ``(1/B) sum_b -sum_i q_bi log softmax(s_b / T)_i``.
 
@@ -152,11 +164,7 @@ def soft_cross_entropy(student_logits: torch.Tensor, target_probs: torch.Tensor,
     >>> soft_cross_entropy(torch.zeros(1, 4), torch.full((1, 4), 0.25))  # log 4
     tensor(1.3863)
     """
-    T = check_temperature(T)
-    check_logits(student_logits, "student_logits")
-    check_not_empty(student_logits, "student_logits")
-    check_probs(target_probs, "target_probs")
-    check_same_classes(student_logits, target_probs, "student_logits", "target_probs")
+    T = _check_inputs(student_logits, target_probs, "target_probs", T)
     log_p = _upcast(student_logits) / T
     return F.cross_entropy(log_p, _upcast(target_probs).to(log_p.dtype))
 
@@ -168,11 +176,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     >>> kd_loss(z, z, T=4.0)
     tensor(0.)
     """
-    T = check_temperature(T)
-    check_logits(student_logits, "student_logits")
-    check_not_empty(student_logits, "student_logits")
-    check_logits(teacher_logits, "teacher_logits")
-    check_same_classes(student_logits, teacher_logits, "student_logits", "teacher_logits")
+    T = _check_inputs(student_logits, teacher_logits, "teacher_logits", T)
     return _kd_loss_unchecked(student_logits, teacher_logits, T)
 
 
@@ -193,34 +197,41 @@ def distillation_loss(
     >>> distillation_loss(s, t, torch.tensor([0]), T=1.0, alpha=0.0)  # = CE(s, y) = log(1 + e^-2)
     tensor(0.1269)
     """
-    T = check_temperature(T)
+    T = _check_inputs(student_logits, teacher_logits, "teacher_logits", T)
     alpha = check_alpha(alpha)
-    check_logits(student_logits, "student_logits")
-    check_not_empty(student_logits, "student_logits")
-    check_logits(teacher_logits, "teacher_logits")
-    check_same_classes(student_logits, teacher_logits, "student_logits", "teacher_logits")
     targets = check_labels(targets, student_logits.shape[-1], student_logits.shape[0]).long()  # any integer dtype
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must lie in [0, 1), got label_smoothing={label_smoothing!r}")
     return _distillation_loss_unchecked(student_logits, teacher_logits, targets, T, alpha, label_smoothing)
 
 
-class SoftCrossEntropy(nn.Module):
+class _TemperatureLoss(nn.Module):
+    """A loss ``fn(student_logits, target, T)`` as a module that holds its temperature ``T``."""
+
+    fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+    def __init__(self, T: float) -> None:
+        super().__init__()
+        self.T = check_temperature(T)
+
+    def forward(self, student_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return type(self).fn(student_logits, target, self.T)
+
+
+class SoftCrossEntropy(_TemperatureLoss):
     """Module form of :func:`soft_cross_entropy`: ``(1/B) sum_b -sum_i q_bi log softmax(s_b / T)_i``.
 
     >>> SoftCrossEntropy(T=1.0)(torch.zeros(1, 4), torch.full((1, 4), 0.25))  # log 4
     tensor(1.3863)
     """
 
+    fn = staticmethod(soft_cross_entropy)
+
     def __init__(self, T: float = 1.0) -> None:
-        super().__init__()
-        self.T = check_temperature(T)
-
-    def forward(self, student_logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
-        return soft_cross_entropy(student_logits, target_probs, self.T)
+        super().__init__(T)
 
 
-class KDLoss(nn.Module):
+class KDLoss(_TemperatureLoss):
     """Module form of :func:`kd_loss`: ``T^2 * (1/B) sum_b KL(softmax(t_b/T) || softmax(s_b/T))``.
 
     >>> s, t = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 2.0]])
@@ -228,12 +239,10 @@ class KDLoss(nn.Module):
     tensor(1.5232)
     """
 
-    def __init__(self, T: float = 4.0) -> None:
-        super().__init__()
-        self.T = check_temperature(T)
+    fn = staticmethod(kd_loss)
 
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        return kd_loss(student_logits, teacher_logits, self.T)
+    def __init__(self, T: float = 4.0) -> None:
+        super().__init__(T)
 
 
 class DistillationLoss(nn.Module):
