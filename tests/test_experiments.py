@@ -1,4 +1,6 @@
 import json
+import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,6 +8,9 @@ import torch
 
 import sdkit
 from sdkit.book import experiments as ex
+from sdkit.book.trend_experiments import Table
+
+COMMITTED = Path(__file__).resolve().parents[1] / "book" / "results" / "applications_full.json"
 
 
 def test_compare_paired_hand_example():
@@ -93,7 +98,12 @@ def test_command_line_writes_every_section(tmp_path, capsys):
     assert len(rob["fgsm_comparisons"]) == 2 and rob["fgsm_comparisons"][1][0]["candidate"] == 1
     bins = result["calibration"]["bins"]
     assert set(bins) == {"0", "1"} and sum(bins["0"]["count"]) == 2 * result["born_again"]["data"]["test"]
-    assert "wrote" in capsys.readouterr().out
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1].startswith("wrote")
+    # one log line per trained model, as many as count_runs promises (a progress bar's total), none too wide
+    runs = [line for line in printed if line.startswith(("compression", "born-again"))]
+    assert len(runs) == ex.count_runs(result["config"]) == 1 + 2 * 2 + 2 * 2
+    assert max(len(line) for line in runs) <= 88
 
 
 def test_command_line_rejects_bad_overrides(tmp_path, capsys):
@@ -101,3 +111,65 @@ def test_command_line_rejects_bad_overrides(tmp_path, capsys):
     assert "unknown budget key" in capsys.readouterr().err
     assert ex.main(["applications", "--out", str(tmp_path / "x.json"), "--set", "seeds"]) == 2
     assert not (tmp_path / "x.json").exists()
+
+
+def _committed() -> dict:
+    return ex.refresh_verdicts(json.loads(COMMITTED.read_text()))
+
+
+def test_tables_are_html_tables_of_the_per_seed_numbers():
+    result = _committed()
+    tables = ex.tables(result)
+    assert set(tables) == {"compression", "generalization", "noise", "fgsm", "calibration"}
+    assert all(isinstance(t, Table) and "<table>" in t._repr_html_() for t in tables.values())
+    # the student trained alone: mean and sample std over its seeds, computed here from the rows
+    alone = [r["accuracy"] for r in result["compression"]["rows"] if r["role"] == "alone"]
+    row = next(r for r in tables["compression"].rows if r[0].startswith("alone"))
+    assert row[3] == f"{statistics.mean(alone):.4f} ± {statistics.stdev(alone):.4f}" and row[-1] == "3"
+    assert row[1] == f"{result['compression']['student']['parameters']:,}"
+    # noise table, largest sigma: gen 1 minus gen 0 is the mean of the per-seed differences, with its verdict
+    by = {(r["seed"], r["generation"]): r["noise"][-1] for r in result["robustness"]["rows"]}
+    diff = statistics.mean(by[s, 1] - by[s, 0] for s in {seed for seed, _ in by})
+    last = tables["noise"].rows[-1]
+    verdict = result["robustness"]["noise_comparisons"][-1][0]["verdict"]
+    assert tables["noise"].header[4] == "gen 1 - gen 0" and last[4] == f"{diff:+.4f} ({verdict})"
+    assert [r[0] for r in tables["calibration"].rows] == ["gen 0", "gen 1", "gen 2"]
+
+
+def test_verdict_table_shows_each_comparison_in_a_row():
+    rows = [{"seed": s, "generation": g, "acc": a} for s, g, a in
+            [(0, 0, 0.80), (1, 0, 0.84), (2, 0, 0.82), (0, 1, 0.83), (1, 1, 0.87), (2, 1, 0.81)]]  # fmt: skip
+    c = ex.compare_paired(rows, "acc", key="generation", candidate=1, baseline=0)
+    # differences 0.03, 0.03, -0.01: mean 0.0167, sd 0.0231, t(0.975, 2) = 4.3027
+    half = 4.302652729911275 * statistics.stdev([0.03, 0.03, -0.01]) / 3**0.5
+    table = ex.verdict_table([c])
+    assert table.header == ["compared", "metric", "diff", "95% interval", "won", "verdict"]
+    assert table.rows == [["gen 1 vs gen 0", "acc", "+0.0167", f"[{0.05 / 3 - half:+.4f}, {0.05 / 3 + half:+.4f}]",
+                           "2/3", "within noise"]]  # fmt: skip
+    named = ex.verdict_table([c, c], metrics=["accuracy", "accuracy again"], claims=["6.2", "6.2"])
+    assert named.header[:3] == ["claim", "compared", "metric"] and named.rows[1][:3] == ["6.2", "gen 1 vs gen 0",
+                                                                                        "accuracy again"]  # fmt: skip
+    with pytest.raises(ValueError, match=r"metrics needs one label per comparison \(1\), got 2"):
+        ex.verdict_table([c], metrics=["a", "b"])
+
+
+def test_budget_and_provenance_tables_say_what_ran():
+    quick = ex.budget("quick")
+    table = ex.budget_table(quick)
+    cells = dict(table.rows)
+    assert table.header == ["experiment", "budget quick"]
+    assert cells["every experiment"].startswith("2 seeds, T=4, alpha=0.9, batch 128")
+    assert "fashion-mnist-sample: mlp x1, generations 0 to 2 of 8 epochs each" in cells["born-again"]
+    assert "training images 3,000, validation 5%, test images 2,000" in cells["born-again"]
+    assert "training images all" in cells["compression"] and "cnn x0.25" in cells["compression"]
+    assert cells["robustness"].startswith("noise sigma 0, 0.1, 0.2, 0.4, 0.6, 0.8, 1;")
+    result = json.loads(COMMITTED.read_text())
+    provenance = dict(ex.provenance_table(result).rows)
+    assert provenance["command"] == result["command"] and provenance["date"] == result["date"]
+    assert provenance["wall time"] == f"{result['wall_seconds'] / 60:.1f} min on device cpu, budget full-cpu"
+    assert provenance["born-again data"] == "54,000 train, 6,000 val, 10,000 test"
+
+
+def test_count_runs_counts_every_trained_model():
+    assert ex.count_runs(ex.budget("quick")) == 1 + 2 * 2 + 2 * 3
+    assert ex.count_runs(ex.budget("quick", seeds=5, ba_generations=1)) == 1 + 2 * 5 + 5 * 2

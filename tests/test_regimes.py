@@ -89,3 +89,37 @@ def test_gains_tables_and_map_use_the_one_verdict_rule():
     assert regimes.verdict_counts(grid)["dlb"]["better"] == ["n500", "n2000-sym40"]
     fig = regimes.plot_regime_map(grid)
     assert len(fig.axes) == 3
+
+
+def test_run_cell_logs_one_line_per_trained_model_as_count_runs_says():
+    lines: list[str] = []
+    regimes.run_cell("n500", "quick", methods=("plain", "ls"), seeds=1, log=lines.append)
+    assert len(lines) == regimes.count_runs(["n500"], "quick", methods=("plain", "ls"), seeds=1) == 2
+    assert [line.split()[:2] for line in lines] == [["n500", "plain"], ["n500", "ls"]]
+    assert max(len(line) for line in lines) <= 88  # folded under a chapter's progress bar without scrolling
+    assert regimes.count_runs(["n500", "n500-sym40"], "quick") == 2 * 2 * len(regimes.METHODS)
+    with pytest.raises(ValueError, match="unknown budget 'huge'"):
+        regimes.count_runs(["n500"], "huge")
+
+
+def test_verdict_count_and_provenance_tables():
+    rows = []
+    for seed, (plain, dlb) in enumerate([(0.80, 0.83), (0.82, 0.86), (0.81, 0.83)]):
+        rows += [{"method": "plain", "seed": seed, "test_accuracy": plain},
+                 {"method": "dlb", "seed": seed, "test_accuracy": dlb}]  # fmt: skip
+    worse = [dict(r, test_accuracy=r["test_accuracy"] - (0.06 if r["method"] == "dlb" else 0)) for r in rows]
+    machine = {"cpu_model": "CPU", "cpu_count": 2}
+    common = {"seeds": 3, "config": {"model": "mlp", "dataset": "fashion-mnist", "steps": 1000}, "machine": machine,
+              "date": "2026-11-30T00:00:00", "wall_seconds": 1800.0}  # fmt: skip
+    grid = {
+        "n500": {"cell": "n500", "rows": rows, "command": "run a", **common},
+        "n2000": {"cell": "n2000", "rows": worse, "command": "run b", **common,
+                  "passes": [{"command": "run b"}, {"command": "run c"}]},
+    }  # fmt: skip
+    table = regimes.verdict_count_table(grid)
+    # dlb wins by 0.03, 0.04, 0.02 in n500 (better), loses by 0.03, 0.02, 0.04 in n2000 (worse)
+    assert table.rows == [["dlb", "n500", "n2000"]] and "<table>" in table._repr_html_()
+    provenance = regimes.provenance_table(grid).rows
+    assert provenance[0] == ["grid", "2 cells x 3 seeds; mlp on fashion-mnist, 1000 steps"]
+    assert provenance[1] == ["measured", "2026-11-30 on CPU (2 cores): 1.0 h of runs"]
+    assert provenance[2:] == [["command 1", "run a"], ["command 2", "run b"], ["command 3", "run c"]]

@@ -46,6 +46,7 @@ from ..models import build_model, count_parameters, pick_device
 from ..train import train
 from ..utils import atomic_write_json, machine_info
 from .stats import mean_std, paired, summarize, verdict
+from .trend_experiments import Table
 
 __all__ = [
     "BUDGETS",
@@ -59,6 +60,10 @@ __all__ = [
     "verdict",
     "format_table",
     "tables",
+    "verdict_table",
+    "budget_table",
+    "provenance_table",
+    "count_runs",
     "run_compression",
     "run_born_again",
     "run_applications",
@@ -189,11 +194,12 @@ def _cells(entry: dict[str, Any], metrics: Sequence[str]) -> list[str]:
     return [_pm(entry[f"{m}_mean"], entry[f"{m}_std"]) for m in metrics]
 
 
-def tables(results: dict[str, Any]) -> dict[str, str]:
-    """Plain-text tables of the results of :func:`run_applications` (or the JSON the command line writes):
-    ``compression``, ``generalization``, ``noise``, ``fgsm`` and ``calibration``. Cells are mean ± sample std
-    over seeds; the robustness tables add each student's difference from generation 0 and its verdict."""
-    out: dict[str, str] = {}
+def tables(results: dict[str, Any]) -> dict[str, Table]:
+    """The tables of the results of :func:`run_applications` (or the JSON the command line writes), as
+    :class:`~sdkit.book.trend_experiments.Table` (HTML in a notebook, Markdown as text): ``compression``,
+    ``generalization``, ``noise``, ``fgsm`` and ``calibration``. Cells are mean ± sample std over seeds; the
+    robustness tables add each student's difference from generation 0 with its verdict, ``-0.0036 (worse)``."""
+    out: dict[str, Table] = {}
     comp = results["compression"]
     size = {"teacher": comp["teacher"], "alone": comp["student"], "distilled": comp["student"]}
     rows = []
@@ -202,29 +208,131 @@ def tables(results: dict[str, Any]) -> dict[str, str]:
         info = size[r["role"]]
         rows.append([f"{r['role']} ({info['model']} x{info['width']:g})", f"{info['parameters']:,}",
                      f"{info['state_dict_bytes'] / 1024:.1f}", *_cells(r, test), r["n"]])  # fmt: skip
-    out["compression"] = format_table(["model", "params", "KiB", "test acc", "test NLL", "test ECE", "seeds"], rows)
+    out["compression"] = Table(["model", "params", "KiB", "test acc", "test NLL", "test ECE", "seeds"], rows)
     rows = [
         [f"gen {r['generation']}" + (" (teacher)" if r["generation"] == 0 else ""), *_cells(r, test),
          f"{r['seconds_mean']:.1f}", r["n"]]
         for r in results["generalization"]["summary"]
     ]  # fmt: skip
-    out["generalization"] = format_table(["model", "test acc", "test NLL", "test ECE", "train s", "seeds"], rows)
+    out["generalization"] = Table(["model", "test acc", "test NLL", "test ECE", "train s", "seeds"], rows)
     rob = results["robustness"]
     for name, points, symbol in (("noise", rob["sigmas"], "sigma"), ("fgsm", rob["epsilons"], "eps")):
         summary, comparisons = rob["summary"], rob[f"{name}_comparisons"]
         header = [symbol] + [f"gen {r['generation']}" for r in summary]
-        header += [h for c in comparisons[0] for h in (f"gen {c['candidate']} - gen 0", "verdict")]
+        header += [f"gen {c['candidate']} - gen 0" for c in comparisons[0]]
         rows = []
         for i, point in enumerate(points):
             row = [f"{point:g}"] + [_pm(r[f"{name}_mean"][i], r[f"{name}_std"][i], 3) for r in summary]
-            rows.append(row + [v for c in comparisons[i] for v in (f"{c['diff']:+.4f}", c["verdict"])])
-        out[name] = format_table(header, rows)
+            rows.append(row + [f"{c['diff']:+.4f} ({c['verdict']})" for c in comparisons[i]])
+        out[name] = Table(header, rows)
     cal = results["calibration"]
     verdicts = {c["candidate"]: c["verdict"] for c in cal["comparisons"]}
     rows = [[f"gen {r['generation']}", *_cells(r, ("ece", "nll")), verdicts.get(r["generation"], "(baseline)")]
             for r in cal["summary"]]  # fmt: skip
-    out["calibration"] = format_table(["model", "test ECE", "test NLL", "ECE vs gen 0"], rows)
+    out["calibration"] = Table(["model", "test ECE", "test NLL", "ECE vs gen 0"], rows)
     return out
+
+
+def _side(value: Any) -> str:
+    """How a table names one side of a comparison: born-again generations (ints) as ``gen k``."""
+    return f"gen {value}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+_METRIC_NAMES = {"accuracy": "accuracy", "nll": "NLL", "ece": "ECE"}
+
+
+def verdict_table(
+    comparisons: Sequence[dict[str, Any]],
+    *,
+    metrics: Sequence[str] | None = None,
+    claims: Sequence[str] | None = None,
+) -> Table:
+    """One row per comparison of :func:`compare_paired`: the two sides, the metric, the mean paired difference,
+    its 95% interval, the seeds won and the verdict. The same numbers as each comparison's ``text``, as a table.
+
+    ``metrics`` renames the metric column (one entry per comparison; by default the comparison's own metric);
+    ``claims`` adds a first column naming what each comparison tests.
+
+    >>> rows = [{"seed": s, "model": m, "acc": a} for s, m, a in [(0, "A", 0.80), (1, "A", 0.84), (0, "B", 0.83),
+    ...         (1, "B", 0.86)]]
+    >>> table = verdict_table([compare_paired(rows, "acc", key="model", candidate="B", baseline="A")])
+    >>> table.rows
+    [['B vs A', 'acc', '+0.0250', '[-0.0385, +0.0885]', '2/2', 'within noise']]
+    """
+    for name, labels in (("metrics", metrics), ("claims", claims)):
+        if labels is not None and len(labels) != len(comparisons):
+            raise ValueError(f"{name} needs one label per comparison ({len(comparisons)}), got {len(labels)}; "
+                             f"pass None to leave the column as it is")  # fmt: skip
+    rows = []
+    for i, c in enumerate(comparisons):
+        metric = metrics[i] if metrics is not None else _METRIC_NAMES.get(c["metric"], c["metric"])
+        interval = f"[{c['low']:+.4f}, {c['high']:+.4f}]" if c["n"] > 1 else "-"
+        row = [f"{_side(c['candidate'])} vs {_side(c['baseline'])}", metric, f"{c['diff']:+.4f}", interval,
+               f"{c['wins']}/{c['n']}", c["verdict"]]  # fmt: skip
+        rows.append(([claims[i]] if claims is not None else []) + row)
+    header = ["compared", "metric", "diff", "95% interval", "won", "verdict"]
+    return Table((["claim"] if claims is not None else []) + header, rows)
+
+
+def budget_table(cfg: dict[str, Any]) -> Table:
+    """A budget (:func:`budget`) as one row per experiment, in words: what is trained, on what, for how long.
+
+    >>> [row[0] for row in budget_table(budget("quick")).rows]
+    ['every experiment', 'compression', 'born-again', 'robustness']
+    """
+
+    def images(size: int | None) -> str:
+        return "all" if size is None else f"{size:,}"
+
+    def grid(values: Sequence[float]) -> str:
+        return ", ".join(f"{v:g}" for v in values)
+
+    teacher = f"{cfg['comp_teacher']} x{cfg['comp_teacher_width']:g}"
+    student = f"{cfg['comp_student']} x{cfg['comp_student_width']:g}"
+    rows = [
+        ["every experiment", f"{cfg['seeds']} seeds, T={cfg['T']:g}, alpha={cfg['alpha']:g}, "
+         f"batch {cfg['batch_size']}, ECE over {cfg['n_bins']} bins"],
+        ["compression", f"{cfg['comp_dataset']}: teacher {teacher}, student {student}, {cfg['comp_epochs']} "
+         f"epochs; training images {images(cfg['comp_train_size'])}, validation {cfg['comp_val_fraction']:.0%}, "
+         f"test images {images(cfg['comp_test_size'])}"],
+        ["born-again", f"{cfg['ba_dataset']}: {cfg['ba_model']} x{cfg['ba_width']:g}, generations 0 to "
+         f"{cfg['ba_generations']} of {cfg['ba_epochs']} epochs each; training images "
+         f"{images(cfg['ba_train_size'])}, validation {cfg['ba_val_fraction']:.0%}, test images "
+         f"{images(cfg['ba_test_size'])}"],
+        ["robustness", f"noise sigma {grid(cfg['sigmas'])}; FGSM epsilon {grid(cfg['epsilons'])} (pixel units)"],
+    ]  # fmt: skip
+    return Table(["experiment", f"budget {cfg.get('name', '')!s}".strip()], rows)
+
+
+def provenance_table(result: dict[str, Any]) -> Table:
+    """Where a committed applications result (the JSON of :func:`main`) comes from: the command, the date, the
+    machine, the wall time, the size of each experiment's data."""
+
+    def split(data: dict[str, int]) -> str:
+        return ", ".join(f"{n:,} {part}" for part, n in data.items())
+
+    m = result["machine"]
+    rows = [
+        ["command", result["command"]],
+        ["date", result["date"]],
+        ["machine", f"{m['processor']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch thread(s), "
+                    f"torch {m['torch']}"],
+        ["wall time", f"{result['wall_seconds'] / 60:.1f} min on device {result['device']}, "
+                      f"budget {result['config']['name']}"],
+        ["compression data", split(result["compression"]["data"])],
+        ["born-again data", split(result["born_again"]["data"])],
+    ]  # fmt: skip
+    return Table(["run", "value"], rows)
+
+
+def count_runs(cfg: dict[str, Any]) -> int:
+    """How many models :func:`run_applications` trains under ``cfg``, which is how many lines it logs: the
+    compression teacher, two students per seed, and every born-again generation of every seed.
+
+    >>> count_runs(budget("quick"))  # 1 + 2 * 2 seeds + 2 seeds * 3 generations
+    11
+    """
+    return 1 + 2 * cfg["seeds"] + cfg["seeds"] * (cfg["ba_generations"] + 1)
 
 
 def model_size(model: nn.Module) -> dict[str, int]:
@@ -362,9 +470,9 @@ def run_born_again(cfg: dict[str, Any], device: str | torch.device = "auto", log
                    "attack_seconds": time.perf_counter() - t0}  # fmt: skip
             rows.append(row)
             if log:
-                log(f"born-again seed {seed:>4} gen {g}: acc {row['accuracy']:.4f} NLL {row['nll']:.4f} "
-                    f"ECE {row['ece']:.4f} noise@{cfg['sigmas'][-1]} {noise[-1]:.4f} "
-                    f"FGSM@{cfg['epsilons'][-1]} {fgsm[-1]:.4f} ({row['seconds']:.1f} s)")  # fmt: skip
+                # <= 88 characters, a chapter's width (NLL is in the tables); noise, FGSM at the largest step
+                log(f"born-again seed {seed:>4} gen {g}: acc {row['accuracy']:.4f} ECE {row['ece']:.4f} "
+                    f"noise {noise[-1]:.4f} FGSM {fgsm[-1]:.4f} ({row['seconds']:.1f} s)")  # fmt: skip
     targets = data.test.y.repeat(cfg["seeds"])
     bins = {str(g): reliability_bins(torch.cat(p), targets, cfg["n_bins"]) for g, p in probs.items()}
     versus = _versus(rows)

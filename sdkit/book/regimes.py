@@ -50,7 +50,8 @@ from . import stats
 
 __all__ = [
     "CELLS", "BUDGETS", "METHODS", "AXES", "noisy_labels", "CONFUSIONS", "run_cell", "load_grid", "gains",
-    "headline", "gain_table", "claims_table", "verdict_counts", "plot_regime_map", "main",
+    "headline", "gain_table", "claims_table", "verdict_counts", "verdict_count_table", "provenance_table",
+    "count_runs", "plot_regime_map", "main",
 ]  # fmt: skip
 
 #: Class-dependent noise: a label flips to a look-alike class (Fashion-MNIST's confusions: tops, then shoes).
@@ -142,7 +143,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return evaluate(model, Split(x, y))["accuracy"]
 
 
-def _run_seed(cell: dict[str, Any], budget: dict[str, Any], seed: int, methods: Sequence[str],
+def _run_seed(name: str, cell: dict[str, Any], budget: dict[str, Any], seed: int, methods: Sequence[str],
               device: str, log: Callable[[str], None] | None) -> list[dict[str, Any]]:  # fmt: skip
     data, clean = _cell_data(cell, budget, seed)
     steps_per_epoch = max(1, len(data.train) // 128)
@@ -197,7 +198,8 @@ def _run_seed(cell: dict[str, Any], budget: dict[str, Any], seed: int, methods: 
             row["teacher_epoch"] = early["epoch"]
         rows.append(row)
         if log:
-            log(f"  {method:>6} seed {seed}: train {row['train_accuracy']:.3f} test {row['test_accuracy']:.4f} "
+            # one line per trained model (a progress bar counts them), at most 88 characters
+            log(f"{name} {method:>8} seed {seed}: train {row['train_accuracy']:.3f} test {row['test_accuracy']:.4f} "
                 f"NLL {row['test_nll']:.3f} ECE {row['test_ece']:.3f} ({seconds:.1f} s)")  # fmt: skip
     return rows
 
@@ -206,9 +208,10 @@ def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHO
              device: str = "cpu", out: str | Path | None = None, merge: bool = False, command: str = "",
              log: Callable[[str], None] | None = print) -> dict[str, Any]:  # fmt: skip
     """Train every method in ``methods`` on cell ``name`` of :data:`CELLS` for ``seeds`` seeds (the budget's
-    count by default); return (and with ``out``, write to ``out/{name}.json``) the cell, budget, rows, machine,
-    date and wall time. With ``merge=True`` an existing file of the same cell and budget keeps its rows of the
-    other methods (a later pass adds methods to a measured cell; its command and wall time are appended).
+    count by default), calling ``log`` with one line per trained model (:func:`count_runs` lines); return (and
+    with ``out``, write to ``out/{name}.json``) the cell, budget, rows, machine, date and wall time. With
+    ``merge=True`` an existing file of the same cell and budget keeps its rows of the other methods (a
+    later pass adds methods to a measured cell; its command and wall time are appended).
 
     >>> result = run_cell("n500", "quick", methods=("plain", "ls"), seeds=2, log=None)
     >>> sorted({row["method"] for row in result["rows"]}), len(result["rows"])
@@ -228,9 +231,7 @@ def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHO
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for seed in range(n_seeds):
-        if log:
-            log(f"cell {name} {spec}, seed {seed}")
-        rows += _run_seed(spec, cfg, seed, methods, device, log)
+        rows += _run_seed(name, spec, cfg, seed, methods, device, log)
     config = {k: v for k, v in cfg.items() if k not in ("cells", "live")}
     result = {
         "cell": name, "spec": spec, "budget": budget, "config": config,
@@ -253,6 +254,19 @@ def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHO
     if path is not None:
         atomic_write_json(path, result)
     return result
+
+
+def count_runs(cells: Sequence[str], budget: str = "quick", *, methods: Sequence[str] = METHODS,
+               seeds: int | None = None) -> int:  # fmt: skip
+    """How many lines :func:`run_cell` logs for each of ``cells`` together: one per method and seed.
+
+    >>> count_runs(["n500", "n500-sym40"], "quick")  # 2 cells x 2 seeds x 10 methods
+    40
+    """
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; choose from {sorted(BUDGETS)}")
+    n_seeds = BUDGETS[budget]["seeds"] if seeds is None else seeds
+    return len(cells) * n_seeds * len(methods)
 
 
 def load_grid(folder: str | Path) -> dict[str, dict[str, Any]]:
@@ -374,6 +388,36 @@ def verdict_counts(grid: dict[str, dict[str, Any]], metric: str = "test_accuracy
         for method, p in gains(res, metric).items():
             out.setdefault(method, {"better": [], "within noise": [], "worse": []})[p["verdict"]].append(name)
     return out
+
+
+def verdict_count_table(grid: dict[str, dict[str, Any]], metric: str = "test_accuracy") -> Table:
+    """:func:`verdict_counts` as a table: per method, the cells where it is better than plain and where worse.
+
+    >>> rows = [{"method": m, "seed": s, "test_accuracy": a} for m, s, a in
+    ...         [("plain", 0, 0.80), ("plain", 1, 0.82), ("dlb", 0, 0.83), ("dlb", 1, 0.85)]]
+    >>> verdict_count_table({"n500": {"rows": rows}}).rows
+    [['dlb', 'n500', 'none']]
+    """
+    rows = [[method, ", ".join(cells["better"]) or "none", ", ".join(cells["worse"]) or "none"]
+            for method, cells in verdict_counts(grid, metric).items()]  # fmt: skip
+    return Table(["method", "better than plain in", "worse than plain in"], rows)
+
+
+def provenance_table(grid: dict[str, dict[str, Any]]) -> Table:
+    """What a loaded grid (:func:`load_grid`) holds and where it comes from: cells, seeds, model, data and steps;
+    the date, the machine and the hours of runs; and every command that wrote a part of it."""
+    first = next(iter(grid.values()))
+    setup, machine = first["config"], first["machine"]
+    hours = sum(r["wall_seconds"] for r in grid.values()) / 3600
+    rows = [
+        ["grid", f"{len(grid)} cells x {first['seeds']} seeds; {setup['model']} on {setup['dataset']}, "
+                 f"{setup['steps']} steps"],
+        ["measured", f"{first['date'][:10]} on {machine['cpu_model']} ({machine['cpu_count']} cores): "
+                     f"{hours:.1f} h of runs"],
+    ]  # fmt: skip
+    commands = sorted({p["command"] for r in grid.values() for p in r.get("passes", [r])})
+    rows += [[f"command {i + 1}", command] for i, command in enumerate(commands)]
+    return Table(["run", "value"], rows)
 
 
 def _errorbar(ax, xs: Sequence[float], ps: Sequence[dict[str, Any]], **kwargs: Any) -> None:
