@@ -48,7 +48,7 @@ import torch
 from PIL import Image
 
 import sdkit
-from sdkit.book import experiments as ex
+from sdkit.book import performance
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # throughput.py, also when loaded by path (tests, book)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -258,16 +258,9 @@ def speedups(rows: list[dict], key: str = "images_per_second") -> dict[str, floa
 
 
 def format_table(result: dict) -> str:
-    """The result as a plain-text table, one row per mode in the order measured: images per wall second and per
-    CPU-second of the median epoch, sdkit's speed-up over the mode by each, peak memory; then the workload and the
+    """The result as a plain-text table (:func:`sdkit.book.performance.peers_table`), then the workload and the
     machine's load averages."""
-    rows = []
-    for r in result["rows"]:
-        ratios = [result[key].get(r["mode"]) for key in ("speedup_sdkit_over", "speedup_sdkit_over_cpu_time")]
-        rows.append([LABELS[r["mode"]], f"{r['images_per_second']:,.0f}", f"{r['images_per_cpu_second']:,.0f}",
-                     *("" if x is None else f"{x:.2f}x" for x in ratios), f"{r['peak_memory_mb']:,.0f}"])  # fmt: skip
-    header = ["distillation epoch", "img/s", "img/CPU-s", "sdkit speed-up", "(CPU time)", "peak MB"]
-    table = ex.format_table(header, rows)
+    table = performance.peers_table(result, LABELS)
     c, m = result["config"], result["machine"]
     return (
         f"{table}\n{c['dataset']}, {c['model']} width {c['width']}, batch {c['batch_size']}, {c['train_size']} "
@@ -286,12 +279,10 @@ STEPS = (
 
 
 def breakdown(result: dict) -> str:
-    """Where the difference between torchdistill's example and sdkit.train goes: CPU microseconds per image of
-    each mode (the median epoch's CPU time over its images), and what each step of :data:`STEPS` saves."""
-    us = {r["mode"]: 1e6 / r["images_per_cpu_second"] for r in result["rows"]}
-    rows = [[LABELS[m], f"{v:.1f}", ""] for m, v in us.items()]
-    rows += [[name, "", f"{us[a] - us[b]:+.1f}"] for a, b, name in STEPS if a in us and b in us]
-    return ex.format_table(["CPU time per image", "us", "saved"], rows)
+    """Where the difference between torchdistill's example and sdkit.train goes
+    (:func:`sdkit.book.performance.peers_breakdown`): CPU microseconds per image of each mode, and what each step
+    of :data:`STEPS` saves."""
+    return str(performance.peers_breakdown(result, LABELS, STEPS))
 
 
 def _positive(kind):

@@ -87,3 +87,17 @@ def test_predict_logits_of_a_conv_net_matches_its_plain_forward_pass():
     assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in deep)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         sdkit.predict_logits(model, x, batch_size=0)
+
+
+def test_table_aligns_text_escapes_html_and_refuses_ragged_rows():
+    from sdkit.evaluate import Table
+
+    table = Table(["name", "acc"], [["teacher", 0.9], ["s", "0.85"]])
+    assert str(table).splitlines() == ["name      acc", "-------  ----", "teacher   0.9", "s        0.85"]
+    assert repr(table) == str(table)
+    assert Table(["a<b"], [["x&y"]])._repr_html_() == (
+        "<table><thead><tr><th>a&lt;b</th></tr></thead><tbody><tr><td>x&amp;y</td></tr></tbody></table>"
+    )
+    assert Table(["a", "b"], [[1, 2]]).markdown == "| a | b |\n|---|---|\n| 1 | 2 |"
+    with pytest.raises(ValueError, match="row 1 has 1 cells; every row needs 2"):
+        Table(["a", "b"], [[1, 2], [3]])

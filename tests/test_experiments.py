@@ -8,7 +8,7 @@ import torch
 
 import sdkit
 from sdkit.book import experiments as ex
-from sdkit.book.trend_experiments import Table
+from sdkit.evaluate import Table
 
 COMMITTED = Path(__file__).resolve().parents[1] / "book" / "results" / "applications_full.json"
 
@@ -59,11 +59,6 @@ def test_model_size_counts_float32_bytes():
     cnn = ex.model_size(sdkit.build_model("cnn", (1, 8, 8), 10))
     buffers = sum(b.numel() * b.element_size() for b in sdkit.build_model("cnn", (1, 8, 8), 10).buffers())
     assert cnn["tensor_bytes"] == 4 * cnn["parameters"] + buffers
-
-
-def test_format_table():
-    text = ex.format_table(["name", "acc"], [["teacher", "0.9"], ["s", "0.85"]])
-    assert text.splitlines() == ["name      acc", "-------  ----", "teacher   0.9", "s        0.85"]
 
 
 TINY = [

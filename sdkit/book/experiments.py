@@ -39,14 +39,13 @@ import torch
 from torch import nn
 
 from ..datasets import load_dataset
-from ..evaluate import evaluate, predict_logits, reliability_bins
+from ..evaluate import Table, evaluate, predict_logits, reliability_bins
 from ..extras.robustness import fgsm_accuracy, gaussian_noise_accuracy
 from ..methods import born_again
 from ..models import build_model, count_parameters, pick_device
 from ..train import train
 from ..utils import atomic_write_json, machine_info
 from .stats import mean_std, paired, summarize, verdict
-from .trend_experiments import Table
 
 __all__ = [
     "BUDGETS",
@@ -58,7 +57,6 @@ __all__ = [
     "refresh_verdicts",
     "compression_comparisons",
     "verdict",
-    "format_table",
     "tables",
     "verdict_table",
     "budget_table",
@@ -174,15 +172,6 @@ def compare_paired(
     )
     return {"metric": metric, "candidate": candidate, "baseline": baseline,
             "diffs": [cand[s] - base[s] for s in seeds], **p, "n_better": p["wins"], "text": text}  # fmt: skip
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned."""
-    cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    lines = [fmt.format(*cells[0]), fmt.format(*("-" * w for w in widths))]
-    return "\n".join(lines + [fmt.format(*r) for r in cells[1:]])
 
 
 def _pm(mean: float, std: float, digits: int = 4) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from ..evaluate import Table
 from .experiments import compare_paired
-from .trend_experiments import Table
 
 __all__ = [
     "METRICS", "load_family", "provenance_table", "family_table", "family_verdicts", "verdict_table",

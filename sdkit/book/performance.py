@@ -14,7 +14,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from .trend_experiments import Table
+from ..evaluate import Table
 
 __all__ = [
     "MODES", "throughput_provenance", "throughput_table", "plot_throughput", "peers_provenance", "peers_table",
