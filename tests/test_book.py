@@ -21,15 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 REPO = "https://github.com/sdkit-book/self-distillation-executed"
 DISTRIBUTION = "self-distillation-executed"  # the name on the package index; the import name is sdkit
 COLAB_CELL = """\
-# In Google Colab, install sdkit from the book's repository; anywhere else this cell does nothing.
+# In Google Colab, install sdkit from the book's repository (elsewhere: nothing).
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
     REPO = "https://github.com/sdkit-book/self-distillation-executed"
-    PACKAGE = f"self-distillation-executed @ git+{REPO}"  # the distribution's name; it installs sdkit
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)"""
+    PACKAGE = f"self-distillation-executed @ git+{REPO}"  # it installs sdkit
+    pip = [sys.executable, "-m", "pip", "install", "-q", PACKAGE]
+    subprocess.run(pip, check=True)"""
 
 
 def _toc_files(entries):
@@ -218,3 +219,15 @@ def test_readme_links_the_published_book_workflow_and_launch_buttons():
     assert f"{REPO}/actions/workflows/book.yml" in readme
     assert "**Launch buttons.**" in readme and "Colab" in readme and "Binder" in readme
     assert CONFIG["repository"]["url"] == REPO and REPO in COLAB_CELL
+
+
+MAX_CELL_LINES = 15
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS)
+def test_chapter_code_cells_are_at_most_15_lines(chapter):
+    """A chapter cell is a few lines; helpers that only format or plot live in sdkit.book, tested."""
+    nb = nbformat.read(ROOT / f"{chapter}.ipynb", as_version=4)
+    lengths = [len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code"]
+    too_long = {i: n for i, n in enumerate(lengths) if n > MAX_CELL_LINES}
+    assert lengths and not too_long, f"{chapter}: code cells (index among code cells: lines) over 15: {too_long}"
