@@ -1,6 +1,7 @@
 """Run modes, atomic file writes, and result files stamped with the machine they were measured on.
 
-One writer for every result file: :func:`write_result` (date, machine, command, atomic write).
+One writer for every result file: :func:`write_result` (:func:`stamped`: command, date, machine, wall time;
+written atomically).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, BinaryIO
 import torch
 
 __all__ = [
-    "run_mode", "is_quick", "atomic_write_json", "atomic_torch_save", "machine_info", "write_result",
+    "run_mode", "is_quick", "atomic_write_json", "atomic_torch_save", "machine_info", "stamped", "write_result",
 ]  # fmt: skip
 
 MODES = ("quick", "full")
@@ -215,23 +216,19 @@ def _command_line() -> str:
     return shlex.join([*head, *sys.argv[1:]])
 
 
-def write_result(
-    path: str | os.PathLike,
+def stamped(
     result: dict[str, Any],
     *,
     seconds: float | None = None,
     device: torch.device | str | None = None,
     command: str | None = None,
-) -> Path:
-    """Write ``result`` as JSON to ``path`` atomically, stamped with the date (UTC), the machine
-    (:func:`machine_info`, with the GPU when ``device`` is CUDA), the command that produced it (default: this
-    process's command line) and, when given, its wall time ``seconds``. Returns the path.
+) -> dict[str, Any]:
+    """``result`` with the stamp every result file carries: the command that produced it (default: this process's
+    command line), the date (UTC), the machine (:func:`machine_info`, with the GPU when ``device`` is CUDA) and,
+    when given, its wall time ``wall_seconds``.
 
-    >>> import tempfile
-    >>> path = write_result(Path(tempfile.mkdtemp()) / "r.json", {"accuracy": 0.9}, seconds=1.5, command="demo")
-    >>> saved = json.loads(path.read_text())
-    >>> saved["accuracy"], saved["total_seconds"], saved["command"], sorted(saved["machine"])[:2]
-    (0.9, 1.5, 'demo', ['cpu_count', 'cpu_model'])
+    >>> sorted(stamped({"accuracy": 0.9}, seconds=1.5, command="demo"))
+    ['accuracy', 'command', 'date', 'machine', 'wall_seconds']
     """
     stamp: dict[str, Any] = {
         "command": command if command is not None else _command_line(),
@@ -239,5 +236,17 @@ def write_result(
         "machine": machine_info(device),
     }
     if seconds is not None:
-        stamp["total_seconds"] = seconds
-    return atomic_write_json(path, {**result, **stamp})
+        stamp["wall_seconds"] = seconds
+    return {**result, **stamp}
+
+
+def write_result(path: str | os.PathLike, result: dict[str, Any], **stamp: Any) -> Path:
+    """Write :func:`stamped` ``(result, **stamp)`` as JSON to ``path`` atomically; the one writer of result files.
+
+    >>> import tempfile
+    >>> path = write_result(Path(tempfile.mkdtemp()) / "r.json", {"accuracy": 0.9}, seconds=1.5, command="demo")
+    >>> saved = json.loads(path.read_text())
+    >>> saved["accuracy"], saved["wall_seconds"], saved["command"]
+    (0.9, 1.5, 'demo')
+    """
+    return atomic_write_json(path, stamped(result, **stamp))

@@ -23,7 +23,7 @@ def _result():
     ]  # fmt: skip
     machine = {"cpu_model": "CPU", "cpu_count": 2, "torch_threads": 1, "load_average": [1.0, 1.0, 1.0]}
     return {"rows": rows, "summary": compare.summarize(rows), "command": "python -m sdkit compare --seeds 3",
-            "machine": machine, "date": "2026-12-01T10:00:00", "total_seconds": 600.0}  # fmt: skip
+            "machine": machine, "date": "2026-12-01T10:00:00", "wall_seconds": 600.0}  # fmt: skip
 
 
 def test_family_table_is_mean_std_per_method_and_time_relative_to_plain():

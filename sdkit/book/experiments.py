@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as dt
 import io
 import math
 import shlex
@@ -44,7 +43,7 @@ from ..extras.robustness import fgsm_accuracy, gaussian_noise_accuracy
 from ..methods import born_again
 from ..models import build_model, count_parameters, pick_device
 from ..train import train
-from ..utils import atomic_write_json, machine_info
+from ..utils import atomic_write_json, stamped
 from .stats import mean_std, paired, summarize, verdict
 
 __all__ = [
@@ -550,17 +549,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sdkit.book.experiments: error: {err}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     results = run_applications(cfg, device, log=print)
-    out = {
-        "command": "python -m sdkit.book.experiments " + shlex.join(argv),
-        "date": date,
-        "wall_seconds": time.perf_counter() - started,
-        "machine": machine_info(device),
-        "device": str(device),
-        "config": cfg,
-        **{k: v for k, v in results.items() if k != "wall_seconds"},
-    }
+    out = {"device": str(device), "config": cfg, **{k: v for k, v in results.items() if k != "wall_seconds"}}
+    out = stamped(out, seconds=time.perf_counter() - started, device=device,
+                  command="python -m sdkit.book.experiments " + shlex.join(argv))  # fmt: skip
     atomic_write_json(args.out, out)
     print(f"wrote {args.out} ({out['wall_seconds']:.0f} s)")
     return 0

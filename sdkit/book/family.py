@@ -30,7 +30,7 @@ METRICS = (("test_accuracy", "test accuracy", True), ("test_nll", "test NLL", Fa
 def load_family(path: str | Path) -> dict[str, Any]:
     """The result file of ``python -m sdkit compare`` at ``path``, checked for the keys the tables read."""
     result = json.loads(Path(path).read_text())
-    missing = [k for k in ("rows", "summary", "command", "machine", "date", "total_seconds") if k not in result]
+    missing = [k for k in ("rows", "summary", "command", "machine", "date", "wall_seconds") if k not in result]
     if missing:
         raise ValueError(f"{path} lacks {missing}: pass a file written by `python -m sdkit compare --out FILE`")
     return result
@@ -45,7 +45,7 @@ def provenance_table(result: dict[str, Any]) -> Table:
     rows = [
         ["command", result["command"]],
         ["machine", machine],
-        ["date, wall time", f"{result['date'][:10]}, {result['total_seconds'] / 60:.0f} min"],
+        ["date, wall time", f"{result['date'][:10]}, {result['wall_seconds'] / 60:.0f} min"],
     ]
     return Table(["run", "value"], rows)
 

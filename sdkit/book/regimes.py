@@ -30,7 +30,6 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ from ..models import build_model
 from ..regularizers import LabelSmoothing, Mixup, TeacherFreeKD
 from ..self_kd import CSKD, DLB, PSKD
 from ..train import History, train
-from ..utils import atomic_write_json, machine_info
+from ..utils import atomic_write_json, stamped
 from . import stats
 
 __all__ = [
@@ -233,12 +232,9 @@ def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHO
     for seed in range(n_seeds):
         rows += _run_seed(name, spec, cfg, seed, methods, device, log)
     config = {k: v for k, v in cfg.items() if k not in ("cells", "live")}
-    result = {
-        "cell": name, "spec": spec, "budget": budget, "config": config,
-        "methods": list(methods), "seeds": n_seeds, "rows": rows, "command": command,
-        "machine": machine_info(device), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": time.perf_counter() - start,
-    }  # fmt: skip
+    result = {"cell": name, "spec": spec, "budget": budget, "config": config, "methods": list(methods),
+              "seeds": n_seeds, "rows": rows}  # fmt: skip
+    result = stamped(result, seconds=time.perf_counter() - start, device=device, command=command)
     path = Path(out) / f"{name}.json" if out is not None else None
     if merge and path is not None and path.exists():
         old = json.loads(path.read_text())

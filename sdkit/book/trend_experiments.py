@@ -24,7 +24,6 @@ figures in :mod:`sdkit.book.trend_plots`.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import shlex
 import sys
@@ -41,7 +40,7 @@ from ..evaluate import evaluate, predict_logits
 from ..extras.compress import count_nonzero, prune_global, quantize_dynamic_int8, sparsity, state_dict_bytes
 from ..extras.tabular import load_tabular
 from ..models import build_model, count_parameters
-from ..utils import atomic_write_json, machine_info
+from ..utils import atomic_write_json, stamped
 from .stats import paired, verdict
 from .trend_cost import CachedDistill, run_cost, teacher_overhead, view_consistency
 from .trend_training import (
@@ -313,15 +312,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    started = dt.datetime.now(dt.timezone.utc)
     result = run_all(args.mode, args.sections)
     argv_list = list(sys.argv[1:] if argv is None else argv)
-    result.update(
-        command="python -m sdkit.book.trend_experiments " + shlex.join(argv_list),
-        date=started.isoformat(timespec="seconds"),
-        wall_seconds=time.perf_counter() - start,
-        machine=machine_info(),
-    )
+    result = stamped(result, seconds=time.perf_counter() - start,
+                     command="python -m sdkit.book.trend_experiments " + shlex.join(argv_list))  # fmt: skip
     atomic_write_json(args.out, result)
     print(f"wrote {args.out} in {result['wall_seconds']:.0f} s")
     return result
