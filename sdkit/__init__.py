@@ -49,7 +49,6 @@ _ELSEWHERE = {
     "soften_probs": "sdkit.losses",
     **dict.fromkeys(["History", "TrainingDiverged"], "sdkit.train"),
     **dict.fromkeys(["atomic_torch_save", "atomic_write_json", "is_quick", "machine_info", "run_mode"], "sdkit.utils"),
-    "summarize": "sdkit.book.compare",
 }
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .compare import METHODS, compare
+from .compare import METHODS, SUMMARY_METRICS, compare
 from .datasets import DATASETS, load_dataset
 from .evaluate import Table
 from .methods import born_again
@@ -182,9 +182,9 @@ def _compare(args: argparse.Namespace) -> int:
         data, methods, list(args.seeds), method_args=_method_args(args.method_arg), model=args.model,
         width=args.width, epochs=args.epochs, batch_size=args.batch_size, device=device,
     )  # fmt: skip
-    from .book.compare import summarize  # the book's summary table (mean and std over seeds)
+    from .book.stats import summarize  # mean and sample std over seeds (0 for one seed: JSON holds no NaN)
 
-    summary = summarize(rows)
+    summary = summarize(rows, "method", SUMMARY_METRICS, count="seeds", single=0.0)
 
     def mean_std(r: dict, key: str, digits: int) -> str:
         return f"{r[key + '_mean']:.{digits}f} ± {r[key + '_std']:.{digits}f}"

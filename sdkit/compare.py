@@ -30,7 +30,10 @@ from .regularizers import LabelSmoothing, Mixup, TeacherFreeKD
 from .self_kd import BYOT, CSKD, DLB, PSKD, EMATeacher
 from .train import train
 
-__all__ = ["METHODS", "METHOD_CLASSES", "make_method", "compare"]
+__all__ = ["METHODS", "METHOD_CLASSES", "SUMMARY_METRICS", "make_method", "compare"]
+
+#: What ``python -m sdkit compare`` summarises over seeds (mean and sample std) for each method.
+SUMMARY_METRICS = ("test_accuracy", "test_nll", "test_ece", "seconds")
 
 #: The one registry of method names (as the CLI and :func:`compare` spell them) and their classes.
 #: ``kd`` needs a teacher.
