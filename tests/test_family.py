@@ -68,7 +68,7 @@ def test_budget_shift_table_puts_two_budgets_side_by_side():
 def test_provenance_and_loading(tmp_path):
     result = _result()
     rows = dict(family.provenance_table(result).rows)
-    assert rows["command"] == "python -m sdkit compare --seeds 3" and rows["date, wall time"] == "2026-12-01, 10 min"
+    assert rows["command"] == "python -m sdkit compare --seeds 0,1,2" and rows["date, wall time"] == "2026-12-01, 10 min"
     assert rows["machine"] == "CPU, 2 CPUs, 1 torch thread(s), load at the end [1.0, 1.0, 1.0]"
     path = tmp_path / "family.json"
     path.write_text(json.dumps(result))
