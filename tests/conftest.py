@@ -5,15 +5,25 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+import matplotlib
 import pytest
 import torch
 
 import sdkit
 
+matplotlib.use("Agg")  # the tests draw figures without a screen
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
 
 @pytest.fixture(scope="session")
-def digits() -> sdkit.Dataset:
+def digits() -> sdkit.Data:
     return sdkit.load_dataset("digits")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
 
 
 @pytest.fixture(autouse=True)

@@ -4,13 +4,10 @@ import json
 import warnings
 from pathlib import Path
 
-import matplotlib
 import pytest
 
 from sdkit.book import application_figures as figures
 from sdkit.book import experiments as ex
-
-matplotlib.use("Agg")
 
 RESULT = ex.refresh_verdicts(
     json.loads((Path(__file__).resolve().parents[1] / "book" / "results" / "applications_full.json").read_text())

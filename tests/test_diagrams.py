@@ -1,19 +1,9 @@
-import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+from matplotlib.patches import FancyBboxPatch
+from matplotlib.text import Annotation
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
-from matplotlib.text import Annotation  # noqa: E402
-
-from sdkit.book.diagrams import BOX_HEIGHT, BOX_WIDTH, draw_arrow, draw_box, plot_two_stage_procedure  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from sdkit.book.diagrams import BOX_HEIGHT, BOX_WIDTH, draw_arrow, draw_box, plot_two_stage_procedure
 
 
 def test_box_is_centred_on_its_point_with_its_text():

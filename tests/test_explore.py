@@ -2,16 +2,12 @@ import json
 import math
 import re
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-import sdkit  # noqa: E402
-from sdkit.book import explore  # noqa: E402
+import sdkit
+from sdkit.book import explore
 
 Z = torch.tensor([3.0, 1.0, 0.2, -1.0], dtype=torch.float64)
 

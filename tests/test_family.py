@@ -3,13 +3,10 @@
 import json
 import statistics
 
-import matplotlib
 import pytest
 
 from sdkit.book import family, stats
 from sdkit.compare import SUMMARY_METRICS
-
-matplotlib.use("Agg")
 
 # three seeds; "ls" beats plain by 0.03, 0.04, 0.02 (better), "ban" is mixed (within noise)
 ACCURACY = {"plain": [0.80, 0.82, 0.81], "ls": [0.83, 0.86, 0.83], "ban": [0.79, 0.84, 0.80]}
@@ -68,7 +65,9 @@ def test_budget_shift_table_puts_two_budgets_side_by_side():
 def test_provenance_and_loading(tmp_path):
     result = _result()
     rows = dict(family.provenance_table(result).rows)
-    assert rows["command"] == "python -m sdkit compare --seeds 0,1,2" and rows["date, wall time"] == "2026-12-01, 10 min"
+    assert (
+        rows["command"] == "python -m sdkit compare --seeds 0,1,2" and rows["date, wall time"] == "2026-12-01, 10 min"
+    )
     assert rows["machine"] == "CPU, 2 CPUs, 1 torch thread(s), load at the end [1.0, 1.0, 1.0]"
     path = tmp_path / "family.json"
     path.write_text(json.dumps(result))

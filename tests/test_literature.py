@@ -1,22 +1,11 @@
 import re
 from pathlib import Path
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-
-from sdkit.book.literature import FAMILY, KINDS, THEORY, Paper, family_table, plot_timeline  # noqa: E402
+from sdkit.book.literature import FAMILY, KINDS, THEORY, Paper, family_table, plot_timeline
 
 BIBLIOGRAPHY = Path(__file__).resolve().parents[1] / "book" / "references.bib"
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def test_every_paper_is_in_the_bibliography_with_its_year():

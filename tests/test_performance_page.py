@@ -3,12 +3,9 @@
 import json
 from pathlib import Path
 
-import matplotlib
 import pytest
 
 from sdkit.book import performance
-
-matplotlib.use("Agg")
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 THROUGHPUT = json.loads((RESULTS / "throughput_cpu.json").read_text())

@@ -1,23 +1,15 @@
 import math
 
-import matplotlib
+import matplotlib.colors
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection, PolyCollection
+from matplotlib.container import BarContainer, ErrorbarContainer
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.container import BarContainer, ErrorbarContainer  # noqa: E402
-
-import sdkit  # noqa: E402
-from sdkit.book.plots import plot_mean_std, plot_reliability_diagram  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+import sdkit
+from sdkit.book.plots import plot_lines, plot_mean_range, plot_mean_std, plot_reliability_diagram
 
 
 def example_bins() -> dict:
@@ -86,10 +78,6 @@ def test_plot_mean_std_rejects_bad_input():
 
 
 # ------------------------------------------------------------------------------------------------- plot_lines
-
-from matplotlib.collections import PathCollection, PolyCollection  # noqa: E402
-
-from sdkit.book.plots import plot_lines, plot_mean_range  # noqa: E402
 
 
 def test_plot_lines_draws_each_line_with_its_label_and_scales():

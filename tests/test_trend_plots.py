@@ -1,25 +1,14 @@
 """The figures of the chapter "Trends and challenges": what each draws, checked on small hand-made results."""
 
-import matplotlib
+import numpy as np
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.container import BarContainer, ErrorbarContainer
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.collections import PathCollection  # noqa: E402
-from matplotlib.container import BarContainer, ErrorbarContainer  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from sdkit.book import trend_plots  # noqa: E402
-from sdkit.book.trend_training import ROLES, mean_std_record  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from sdkit.book import trend_plots
+from sdkit.book.trend_training import ROLES, mean_std_record
 
 
 def compression_result() -> dict:
