@@ -186,13 +186,12 @@ def _compare(args: argparse.Namespace) -> int:
 
     summary = summarize(rows, "method", SUMMARY_METRICS, count="seeds", single=0.0)
 
-    def mean_std(r: dict, key: str, digits: int) -> str:
-        return f"{r[key + '_mean']:.{digits}f} ± {r[key + '_std']:.{digits}f}"
+    def plus_minus(entry: dict, key: str, digits: int) -> str:
+        return f"{entry[key + '_mean']:.{digits}f} ± {entry[key + '_std']:.{digits}f}"
 
     keys = ("test_accuracy", "test_nll", "test_ece")
-    print("\n" + str(Table(["method", "test acc", "test NLL", "test ECE", "seconds"],
-                            [[r["method"], *(mean_std(r, k, 4) for k in keys), mean_std(r, "seconds", 1)]
-                             for r in summary])))  # fmt: skip
+    rows_shown = [[r["method"], *(plus_minus(r, k, 4) for k in keys), plus_minus(r, "seconds", 1)] for r in summary]
+    print("\n" + str(Table(["method", "test acc", "test NLL", "test ECE", "seconds"], rows_shown)))
     total = time.perf_counter() - started
     print(f"\n{args.dataset}, {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
           f"{len(args.seeds)} seeds, {args.epochs} epochs, device={device}, total {total:.0f} s")  # fmt: skip

@@ -137,7 +137,8 @@ def check_train_settings(settings: dict[str, Any], config: Any, val: Any) -> Non
     """What ``sdkit.train`` refuses with a DataLoader: ``batch_size`` and ``augment`` (the DataLoader's batch
     sampler and transforms decide them), and ``select="best_val"`` without ``val=`` validation batches."""
     for name in ("batch_size", "augment"):
-        if name in settings or (config is not None and getattr(config, name) != type(config)().__getattribute__(name)):
+        # a config's own value differs from the field's default (a class attribute of the dataclass)
+        if name in settings or (config is not None and getattr(config, name) != getattr(type(config), name)):
             raise ValueError(f"{name} would be ignored with a DataLoader; set it on the DataLoader instead")
     select = settings.get("select", config.select if config is not None else "best_val")
     if val is None and select == "best_val":
