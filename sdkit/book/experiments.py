@@ -44,6 +44,7 @@ from ..methods import born_again
 from ..models import build_model, count_parameters, pick_device
 from ..train import train
 from ..utils import atomic_write_json, stamped
+from . import stats
 from .stats import mean_std, paired, summarize, verdict
 
 __all__ = [
@@ -254,8 +255,8 @@ def verdict_table(
     rows = []
     for i, c in enumerate(comparisons):
         metric = metrics[i] if metrics is not None else _METRIC_NAMES.get(c["metric"], c["metric"])
-        interval = f"[{c['low']:+.4f}, {c['high']:+.4f}]" if c["n"] > 1 else "-"
-        row = [f"{_side(c['candidate'])} vs {_side(c['baseline'])}", metric, f"{c['diff']:+.4f}", interval,
+        ci = stats.interval(c) if c["n"] > 1 else "-"
+        row = [f"{_side(c['candidate'])} vs {_side(c['baseline'])}", metric, f"{c['diff']:+.4f}", ci,
                f"{c['wins']}/{c['n']}", c["verdict"]]  # fmt: skip
         rows.append(([claims[i]] if claims is not None else []) + row)
     header = ["compared", "metric", "diff", "95% interval", "won", "verdict"]

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from ..evaluate import Table
+from . import stats
 from .experiments import compare_paired
 
 __all__ = [
@@ -93,7 +94,7 @@ def family_verdicts(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 
 def _ci(c: dict[str, Any]) -> str:
-    return f"{c['diff']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}] {c['verdict']}"
+    return f"{c['diff']:+.4f} {stats.interval(c)} {c['verdict']}"
 
 
 def verdict_table(verdicts: dict[str, list[dict[str, Any]]]) -> Table:

@@ -309,8 +309,9 @@ def headline(grid: dict[str, dict[str, Any]], cell: str, method: str, baseline: 
     'n500: dlb - plain = +3.00 points [+3.00, +3.00], 2/2 seeds: better'
     """
     p = gains(grid[cell], baseline=baseline)[method]
-    return (f"{cell}: {method} - {baseline} = {100 * p['diff']:+.2f} points [{100 * p['low']:+.2f}, "
-            f"{100 * p['high']:+.2f}], {p['wins']}/{p['n']} seeds: {p['verdict']}")  # fmt: skip
+    ci = stats.interval(p, scale=100, digits=2)
+    seeds = f"{p['wins']}/{p['n']} seeds"
+    return f"{cell}: {method} - {baseline} = {100 * p['diff']:+.2f} points {ci}, {seeds}: {p['verdict']}"
 
 
 #: The two axes of the regime map: clean data of growing size, and symmetric label noise at 2,000 images.
@@ -352,7 +353,7 @@ def gain_table(grid: dict[str, dict[str, Any]], metric: str = "test_accuracy", *
                 cells.append("-")
                 continue
             p = g[m]
-            interval = f" [{scale * p['low']:+.2f}, {scale * p['high']:+.2f}]" if intervals else ""
+            interval = " " + stats.interval(p, scale=scale, digits=2) if intervals else ""
             cells.append(f"{scale * p['diff']:+.2f}{interval} {_MARK.get(p['verdict'], '')}".rstrip())
         rows.append([name, *cells])
     return Table(["cell", "plain", *methods], rows)

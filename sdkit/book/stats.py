@@ -19,7 +19,9 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-__all__ = ["NO_VERDICT", "CONFIDENCE", "mean_std", "t_quantile", "paired", "verdict", "group", "summarize"]
+__all__ = [
+    "NO_VERDICT", "CONFIDENCE", "mean_std", "t_quantile", "paired", "verdict", "interval", "group", "summarize",
+]  # fmt: skip
 
 #: The verdict when fewer than two seeds give no interval.
 NO_VERDICT = "one seed: no verdict"
@@ -110,6 +112,15 @@ def paired(candidate: Sequence[float], baseline: Sequence[float], *, higher_is_b
         "diff": diff, "se": se, "low": low, "high": high, "n": n, "wins": wins,
         "baseline_std": mean_std(baseline)[1], "verdict": verdict(low, high, n, higher_is_better=higher_is_better),
     }  # fmt: skip
+
+
+def interval(p: dict[str, Any], *, scale: float = 1.0, digits: int = 4) -> str:
+    """The 95% interval of a :func:`paired` result as ``[low, high]``, signed, times ``scale`` (100 for points).
+
+    >>> interval({"low": -0.0123, "high": 0.0456}, scale=100, digits=2)
+    '[-1.23, +4.56]'
+    """
+    return f"[{scale * p['low']:+.{digits}f}, {scale * p['high']:+.{digits}f}]"
 
 
 def group(rows: Sequence[dict[str, Any]], by: str | Callable[[dict[str, Any]], Hashable]) -> dict[Any, list[dict]]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluate import Table
+from . import stats
 from .stats import paired
 from .trend_experiments import expected_range
 from .trend_tables import PLAIN, check_result
@@ -42,7 +43,7 @@ def format_interval(p: Mapping[str, Any], scale: float = 100.0) -> str:
     default), signed; the difference alone when one seed gives no interval."""
     if p["n"] < 2:
         return f"{scale * p['diff']:+.2f}"
-    return f"{scale * p['diff']:+.2f} [{scale * p['low']:+.2f}, {scale * p['high']:+.2f}]"
+    return f"{scale * p['diff']:+.2f} {stats.interval(p, scale=scale, digits=2)}"
 
 
 def per_seed(d: Mapping[str, Any], role: str, metric: str = "accuracy") -> list[float]:
