@@ -100,6 +100,13 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], 
                 os.unlink(tmp)
             except OSError:
                 pass  # it never got created, or the folder refuses even that: nothing more can be done
+        # Ctrl-C or SIGTERM during torch.save: its zip writer's cleanup raises a RuntimeError that would hide the
+        # interruption; the caller must still see the KeyboardInterrupt (and say how to resume)
+        interrupted = err.__context__
+        while interrupted is not None and not isinstance(interrupted, KeyboardInterrupt):
+            interrupted = interrupted.__context__
+        if interrupted is not None and not isinstance(err, KeyboardInterrupt):
+            raise interrupted from err
         cause = _os_error(err)
         if cause is None:
             raise
