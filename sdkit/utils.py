@@ -11,9 +11,9 @@ import errno
 import json
 import os
 import platform
+import secrets
 import shlex
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -79,27 +79,27 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], 
     """
     path = Path(path)
     existed = path.exists()
-    tmp: str | None = None
+    # The name holds the process and thread ids and a random part, and O_EXCL creates it exclusively: two
+    # processes (or threads) writing the same target never share a temporary file. It is named before it is
+    # created, so a Ctrl-C or SIGTERM landing just after the creation still finds it to remove (with mkstemp, the
+    # name reached this frame a few bytecodes after the file existed, and an interruption there left it behind).
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{threading.get_ident()}.{secrets.token_hex(8)}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The name holds the process and thread ids, and mkstemp adds a random part and creates it exclusively:
-        # two processes (or threads) writing the same target never share a temporary file.
-        prefix = f".{path.name}.{os.getpid()}-{threading.get_ident()}."
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
+        os.chmod(tmp, 0o666 & ~umask)  # created private (0o600); give it the usual permissions
         os.replace(tmp, path)
     except BaseException as err:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass  # it never got created, or the folder refuses even that: nothing more can be done
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # it never got created, or the folder refuses even that: nothing more can be done
         # Ctrl-C or SIGTERM during torch.save: its zip writer's cleanup raises a RuntimeError that would hide the
         # interruption; the caller must still see the KeyboardInterrupt (and say how to resume)
         interrupted = err.__context__

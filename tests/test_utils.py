@@ -1,10 +1,12 @@
 import json
+import os
 
 import pytest
 import torch
 
 import sdkit
 from sdkit.models import autocast_for
+from sdkit.utils import _atomic_write
 
 
 def test_atomic_write_json_replaces_whole_file(tmp_path):
@@ -22,6 +24,39 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
         sdkit.atomic_write_json(path, {"bad": object()})  # not JSON-serialisable: fails mid-write
     assert json.loads(path.read_text()) == {"ok": True}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_an_interruption_just_after_the_temporary_file_exists_leaves_nothing(tmp_path, monkeypatch):
+    # Ctrl-C's handler runs between bytecodes: here, the first one after the temporary file was created
+    real_open = os.open
+
+    def open_then_interrupt(*args, **kwargs):
+        real_open(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        sdkit.atomic_write_json(tmp_path / "r.json", {"a": 1})
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interruption_inside_torch_save_surfaces_as_the_interruption(tmp_path):
+    class ZipWriter:  # torch.save's writer: its cleanup raises while Ctrl-C unwinds through it
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos")
+
+    def write(f):
+        f.write(b"partial")
+        with ZipWriter():
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _atomic_write(tmp_path / "c.pt", write)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_torch_save_roundtrip(tmp_path):
