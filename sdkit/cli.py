@@ -65,7 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
     cmp.add_argument("--model", default="resnet8", help="a ResNet (resnetN) when byot is compared (default resnet8)")
     cmp.add_argument("--width", type=float, default=1.0)
-    cmp.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="comma-separated seeds (default 0,1,2)")
+    cmp.add_argument("--seeds", type=parse_seeds, default=(0, 1, 2), help="comma-separated seeds (default 0,1,2)")
     cmp.add_argument("--epochs", type=int, default=10)
     cmp.add_argument("--batch-size", type=int, default=128)
     cmp.add_argument("--train-size", type=int, default=None, help="use only this many training samples")
@@ -96,7 +96,8 @@ def _method_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return args
 
 
-def _seeds(text: str) -> tuple[int, ...]:
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2`` as ``(0, 1, 2)``: the argparse type of every sdkit command line that takes seeds."""
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
@@ -184,7 +185,7 @@ def _compare(args: argparse.Namespace) -> int:
     )  # fmt: skip
     from .book.stats import summarize  # mean and sample std over seeds (0 for one seed: JSON holds no NaN)
 
-    summary = summarize(rows, "method", SUMMARY_METRICS, count="seeds", single=0.0)
+    summary = summarize(rows, "method", SUMMARY_METRICS, count="n_seeds", single=0.0)
 
     def plus_minus(entry: dict, key: str, digits: int) -> str:
         return f"{entry[key + '_mean']:.{digits}f} ± {entry[key + '_std']:.{digits}f}"

@@ -29,6 +29,7 @@ from .models import build_model
 from .regularizers import LabelSmoothing, Mixup, TeacherFreeKD
 from .self_kd import BYOT, CSKD, DLB, PSKD, EMATeacher
 from .train import train
+from .utils import check_seeds
 
 __all__ = ["METHODS", "METHOD_CLASSES", "SUMMARY_METRICS", "make_method", "compare"]
 
@@ -112,8 +113,9 @@ def compare(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
-    if not methods or not seeds:
-        raise ValueError("methods and seeds must both be non-empty")
+    if not methods:
+        raise ValueError("methods must name at least one method, e.g. methods=('plain', 'pskd')")
+    seeds = check_seeds(seeds)
     method_args = dict(method_args or {})
     stray = [name for name in method_args if name not in methods]
     if stray:

@@ -9,20 +9,22 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import json
+import numbers
 import os
 import platform
 import secrets
 import shlex
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
 __all__ = [
-    "run_mode", "is_quick", "atomic_write_json", "atomic_torch_save", "machine_info", "stamped", "write_result",
+    "run_mode", "is_quick", "check_seeds", "atomic_write_json", "atomic_torch_save", "machine_info", "stamped",
+    "write_result",
 ]  # fmt: skip
 
 MODES = ("quick", "full")
@@ -63,6 +65,31 @@ def is_quick() -> bool:
     False
     """
     return run_mode() == "quick"
+
+
+def check_seeds(seeds: Sequence[int], name: str = "seeds") -> list[int]:
+    """``seeds`` as a list of distinct ints, or a ``ValueError`` naming ``name``, the value and the fix.
+
+    ``seed`` is one int and ``seeds`` a sequence of them everywhere in sdkit and its book; a count of seeds is
+    ``len(seeds)``. A bare int is refused rather than read as a count: ``seeds=3`` would otherwise mean both
+    "seeds 0, 1, 2" and "the seed 3" depending on where it was passed.
+
+    >>> check_seeds(range(3))
+    [0, 1, 2]
+    >>> check_seeds(3)
+    Traceback (most recent call last):
+    ...
+    ValueError: seeds must be a sequence of distinct integer seeds, e.g. [0, 1, 2] or range(3); got seeds=3
+    """
+    fix = f"{name} must be a sequence of distinct integer seeds, e.g. [0, 1, 2] or range(3); got {name}={seeds!r}"
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise ValueError(fix)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in seeds):
+        raise ValueError(fix)
+    out = [int(s) for s in seeds]
+    if len(set(out)) != len(out):
+        raise ValueError(fix)
+    return out
 
 
 def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], what: str = "file") -> Path:

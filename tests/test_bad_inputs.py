@@ -76,7 +76,8 @@ def test_incomplete_checkpoint_names_what_is_missing(tmp_path):
 
 
 def test_compare_needs_methods_and_seeds(digits):
-    with pytest.raises(ValueError, match="methods and seeds must both be non-empty"):
+    with pytest.raises(ValueError, match="methods must name at least one method"):
         sdkit.compare(digits, [], seeds=[0])
-    with pytest.raises(ValueError, match="methods and seeds must both be non-empty"):
-        sdkit.compare(digits, ["plain"], seeds=[])
+    for seeds in ([], 3, [0, 0], ["0"]):  # empty, a count, a repeat, not an integer
+        with pytest.raises(ValueError, match=r"seeds must be a sequence of distinct integer seeds, e\.g\. \[0, 1, 2\]"):
+            sdkit.compare(digits, ["plain"], seeds=seeds)

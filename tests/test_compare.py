@@ -14,13 +14,13 @@ def test_the_compare_summary_is_the_mean_and_sample_std_over_seeds():
     rows = [
         {"method": "a", "test_accuracy": x, "test_nll": 1.0, "test_ece": 0.0, "seconds": 2.0} for x in (0.8, 0.9, 1.0)
     ]
-    (entry,) = summarize(rows, "method", SUMMARY_METRICS, count="seeds", single=0.0)
-    assert entry["seeds"] == 3 and entry["test_accuracy_mean"] == pytest.approx(0.9)
+    (entry,) = summarize(rows, "method", SUMMARY_METRICS, count="n_seeds", single=0.0)
+    assert entry["n_seeds"] == 3 and entry["test_accuracy_mean"] == pytest.approx(0.9)
     assert entry["test_accuracy_std"] == pytest.approx(math.sqrt(((0.1) ** 2 * 2) / 2))  # sample std (n - 1)
     assert entry["test_nll_std"] == 0.0
     # one seed: std 0 (not NaN, which JSON cannot hold) in the file and table
-    (one,) = summarize(rows[:1], "method", SUMMARY_METRICS, count="seeds", single=0.0)
-    assert list(one)[:3] == ["method", "seeds", "test_accuracy_mean"] and one["test_accuracy_std"] == 0.0
+    (one,) = summarize(rows[:1], "method", SUMMARY_METRICS, count="n_seeds", single=0.0)
+    assert list(one)[:3] == ["method", "n_seeds", "test_accuracy_mean"] and one["test_accuracy_std"] == 0.0
 
 
 def test_ensemble_of_identical_models_equals_the_model(digits):

@@ -40,14 +40,15 @@ def test_compare_paired_hand_example():
 
 def test_budget_modes_and_overrides():
     assert ex.budget("full", "cpu")["name"] == "full-cpu"
-    quick = ex.budget("quick", seeds=1)
-    assert quick["seeds"] == 1 and ex.BUDGETS["quick"]["seeds"] == 2  # a copy: the table is not changed
+    quick = ex.budget("quick", seeds=(7,))
+    assert quick["seeds"] == [7] and ex.BUDGETS["quick"]["seeds"] == [0, 1]  # a copy: the table is not changed
     with pytest.raises(ValueError, match="unknown budget key"):
         ex.budget("quick", epochs=3)
     with pytest.raises(ValueError, match="mode"):
         ex.budget("huge")
-    with pytest.raises(ValueError, match="seeds"):
-        ex.budget("quick", seeds=0)
+    for bad in (2, [], [0, 0], [0.5]):  # a count is not a list of seeds; seeds are distinct integers
+        with pytest.raises(ValueError, match=r"seeds must be a sequence of distinct integer seeds.*got seeds="):
+            ex.budget("quick", seeds=bad)
 
 
 def test_model_size_counts_float32_bytes():
@@ -62,7 +63,7 @@ def test_model_size_counts_float32_bytes():
 
 
 TINY = [
-    "--set", "ba_dataset=digits", "--set", "comp_dataset=digits", "--set", "seeds=2", "--set", "ba_epochs=1",
+    "--set", "ba_dataset=digits", "--set", "comp_dataset=digits", "--set", "seeds=[0,1]", "--set", "ba_epochs=1",
     "--set", "comp_epochs=1", "--set", "ba_generations=1", "--set", "sigmas=[0, 0.5]",
     "--set", "epsilons=[0, 0.1]", "--set", "ba_train_size=300", "--set", "comp_train_size=300",
     "--set", "ba_test_size=null", "--set", "comp_test_size=null",
@@ -78,7 +79,7 @@ def test_command_line_writes_every_section(tmp_path, capsys):
                 "robustness", "calibration"):  # fmt: skip
         assert key in result
     assert result["command"].startswith("python -m sdkit.book.experiments applications --mode quick")
-    assert result["config"]["seeds"] == 2 and result["config"]["ba_dataset"] == "digits"
+    assert result["config"]["seeds"] == [0, 1] and result["config"]["ba_dataset"] == "digits"
     comp = result["compression"]
     assert [r["role"] for r in comp["rows"]] == ["teacher", "alone", "distilled", "alone", "distilled"]
     assert comp["student"]["parameters"] < comp["teacher"]["parameters"]
@@ -167,4 +168,4 @@ def test_budget_and_provenance_tables_say_what_ran():
 
 def test_count_runs_counts_every_trained_model():
     assert ex.count_runs(ex.budget("quick")) == 1 + 2 * 2 + 2 * 3
-    assert ex.count_runs(ex.budget("quick", seeds=5, ba_generations=1)) == 1 + 2 * 5 + 5 * 2
+    assert ex.count_runs(ex.budget("quick", seeds=range(5), ba_generations=1)) == 1 + 2 * 5 + 5 * 2

@@ -20,7 +20,7 @@ def _result():
         for m, accs in ACCURACY.items() for seed, acc in enumerate(accs)
     ]  # fmt: skip
     machine = {"cpu_model": "CPU", "cpu_count": 2, "torch_threads": 1, "load_average": [1.0, 1.0, 1.0]}
-    summary = stats.summarize(rows, "method", SUMMARY_METRICS, count="seeds", single=0.0)
+    summary = stats.summarize(rows, "method", SUMMARY_METRICS, count="n_seeds", single=0.0)
     return {"rows": rows, "summary": summary, "command": "python -m sdkit compare --seeds 0,1,2",
             "machine": machine, "date": "2026-12-01T10:00:00", "wall_seconds": 600.0}  # fmt: skip
 

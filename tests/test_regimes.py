@@ -46,7 +46,7 @@ def test_noisy_labels_rejects_bad_arguments():
 
 
 def test_run_cell_writes_a_file_that_a_later_pass_extends(tmp_path):
-    first = regimes.run_cell("n500-sym40", "quick", methods=("plain", "ban-es"), seeds=2, out=tmp_path, log=None)
+    first = regimes.run_cell("n500-sym40", "quick", methods=("plain", "ban-es"), seeds=[0, 1], out=tmp_path, log=None)
     path = tmp_path / "n500-sym40.json"
     saved = json.loads(path.read_text())
     assert saved["rows"] == json.loads(json.dumps(first["rows"])) and saved["spec"]["noise"] == 0.4
@@ -55,7 +55,7 @@ def test_run_cell_writes_a_file_that_a_later_pass_extends(tmp_path):
         assert row["gap"] == pytest.approx(row["train_accuracy"] - row["test_accuracy"])
         # 40% of the training labels are wrong: fitting them means disagreeing with the clean labels
         assert row["train_clean_accuracy"] < 1.0
-    regimes.run_cell("n500-sym40", "quick", methods=("plain-es",), seeds=2, out=tmp_path, merge=True, log=None)
+    regimes.run_cell("n500-sym40", "quick", methods=("plain-es",), seeds=[0, 1], out=tmp_path, merge=True, log=None)
     merged = json.loads(path.read_text())
     assert [r["method"] for r in merged["rows"]] == ["plain", "ban-es", "plain", "ban-es", "plain-es", "plain-es"]
     assert len(merged["passes"]) == 2
@@ -64,7 +64,9 @@ def test_run_cell_writes_a_file_that_a_later_pass_extends(tmp_path):
     ban = {r["seed"]: r for r in merged["rows"] if r["method"] == "ban-es"}
     assert all(es[s]["teacher_epoch"] == ban[s]["teacher_epoch"] for s in es)
     with pytest.raises(ValueError, match="must match to merge"):
-        regimes.run_cell("n500-sym40", "quick", methods=("ls",), seeds=1, out=tmp_path, merge=True, log=None)
+        regimes.run_cell("n500-sym40", "quick", methods=("ls",), seeds=[0], out=tmp_path, merge=True, log=None)
+    with pytest.raises(ValueError, match=r"seeds must be a sequence of distinct integer seeds.*got seeds=2"):
+        regimes.run_cell("n500-sym40", "quick", methods=("ls",), seeds=2, out=tmp_path, log=None)
     grid = regimes.load_grid(tmp_path)
     assert list(grid) == ["n500-sym40"]
 
@@ -93,8 +95,8 @@ def test_gains_tables_and_map_use_the_one_verdict_rule():
 
 def test_run_cell_logs_one_line_per_trained_model_as_count_runs_says():
     lines: list[str] = []
-    regimes.run_cell("n500", "quick", methods=("plain", "ls"), seeds=1, log=lines.append)
-    assert len(lines) == regimes.count_runs(["n500"], "quick", methods=("plain", "ls"), seeds=1) == 2
+    regimes.run_cell("n500", "quick", methods=("plain", "ls"), seeds=[0], log=lines.append)
+    assert len(lines) == regimes.count_runs(["n500"], "quick", methods=("plain", "ls"), seeds=[0]) == 2
     assert [line.split()[:2] for line in lines] == [["n500", "plain"], ["n500", "ls"]]
     assert max(len(line) for line in lines) <= 88  # folded under a chapter's progress bar without scrolling
     assert regimes.count_runs(["n500", "n500-sym40"], "quick") == 2 * 2 * len(regimes.METHODS)
@@ -109,8 +111,8 @@ def test_verdict_count_and_provenance_tables():
                  {"method": "dlb", "seed": seed, "test_accuracy": dlb}]  # fmt: skip
     worse = [dict(r, test_accuracy=r["test_accuracy"] - (0.06 if r["method"] == "dlb" else 0)) for r in rows]
     machine = {"cpu_model": "CPU", "cpu_count": 2}
-    common = {"seeds": 3, "config": {"model": "mlp", "dataset": "fashion-mnist", "steps": 1000}, "machine": machine,
-              "date": "2026-11-30T00:00:00", "wall_seconds": 1800.0}  # fmt: skip
+    common = {"seeds": [0, 1, 2], "config": {"model": "mlp", "dataset": "fashion-mnist", "steps": 1000},
+              "machine": machine, "date": "2026-11-30T00:00:00", "wall_seconds": 1800.0}  # fmt: skip
     grid = {
         "n500": {"cell": "n500", "rows": rows, "command": "run a", **common},
         "n2000": {"cell": "n2000", "rows": worse, "command": "run b", **common,

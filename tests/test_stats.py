@@ -88,8 +88,8 @@ def test_group_and_summarize():
     assert out[1]["acc_std"] == pytest.approx(statistics.stdev([0.8, 0.82]))
     assert out[0]["curve_mean"] == pytest.approx([0.83, 0.65])
     assert out[0]["curve_std"] == pytest.approx([statistics.stdev([0.85, 0.81]), statistics.stdev([0.6, 0.7])])
-    (single,) = stats.summarize(rows[:1], "generation", ["acc"], count="seeds", single=0.0)
-    assert single == {"generation": 1, "seeds": 1, "acc_mean": 0.85, "acc_std": 0.0}
+    (single,) = stats.summarize(rows[:1], "generation", ["acc"], count="n_seeds", single=0.0)
+    assert single == {"generation": 1, "n_seeds": 1, "acc_mean": 0.85, "acc_std": 0.0}
     with pytest.raises(ValueError, match="rows is empty"):
         stats.summarize([], "generation", ["acc"])
 

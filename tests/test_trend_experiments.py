@@ -56,7 +56,7 @@ def test_view_consistency_is_perfect_without_augmentation(digits):
 def test_tiny_grid_selects_on_validation(monkeypatch):
     torch.set_num_threads(1)
     spec = dict(
-        dataset="digits", train_size=300, test_size=None, val_fraction=0.2, model="mlp", epochs=1, seeds=2,
+        dataset="digits", train_size=300, test_size=None, val_fraction=0.2, model="mlp", epochs=1, seeds=(0, 1),
         temperatures=(1.0, 4.0), alphas=(0.5,), augment=False,
     )  # fmt: skip
     out = te.run_grid(spec)
@@ -66,8 +66,8 @@ def test_tiny_grid_selects_on_validation(monkeypatch):
     assert out["chosen"]["T"] == (1.0, 4.0)[best] and out["chosen"]["alpha"] == 0.5
     assert math.isclose(out["grid_range"], float(means.max() - means.min()))
     assert math.isclose(out["chosen"]["val"]["mean"], float(means.max()))
-    with pytest.raises(ValueError, match="seeds=1"):
-        te.run_grid({**spec, "seeds": 1})
+    with pytest.raises(ValueError, match=r"at least 2 seeds.*got seeds=\(0,\)"):
+        te.run_grid({**spec, "seeds": (0,)})
 
 
 def test_run_all_rejects_bad_arguments():

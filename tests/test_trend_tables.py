@@ -121,7 +121,7 @@ def tabular_result() -> dict:
         "accuracy": {role: mean_std_record(acc) for role, (acc, _) in values.items()},
         "nll": {role: mean_std_record(nll) for role, (_, nll) in values.items()},
     }
-    return {"spec": {"datasets": ["toy"], "seeds": 3, "epochs": 4}, "datasets": {"toy": toy}}
+    return {"spec": {"datasets": ["toy"], "seeds": [0, 1, 2], "epochs": 4}, "datasets": {"toy": toy}}
 
 
 def test_tabular_tables_and_verdicts():
@@ -148,7 +148,7 @@ def test_tabular_tables_and_verdicts():
 
 def grid_result() -> dict:
     return {
-        "spec": {"seeds": 2, "epochs": 3}, "dataset": {"name": "toy", "train": 80, "val": 20, "test": 30},
+        "spec": {"seeds": [0, 1], "epochs": 3}, "dataset": {"name": "toy", "train": 80, "val": 20, "test": 30},
         "temperatures": [1.0, 2.0, 4.0], "alphas": [0.1, 0.9],
         "val_mean": [[0.80, 0.81, 0.805], [0.82, 0.70, 0.60]],
         "seed_std": 0.01, "grid_range": 0.22, "noise_range": 0.02,
@@ -200,7 +200,7 @@ def cost_result() -> dict:
                 for s in range(3)]  # fmt: skip
     benchmark = [{"model": "mlp", "ratio": 1.4, "cached_ratio": 1.05, "kd_seconds": [1.0] * 5}]
     consistency = {"disagreement": 0.1, "kl_T2": 0.25, "teacher_acc_clean": 0.9, "teacher_acc_view": 0.85}
-    return {"spec": {"epochs": 2, "seeds": 2}, "dataset": {"name": "toy", "train": 1000, "val": 100, "test": 200},
+    return {"spec": {"epochs": 2, "seeds": [0, 1]}, "dataset": {"name": "toy", "train": 1000, "val": 100, "test": 200},
             "runs": runs, "summary": summary, "overhead": overhead, "benchmark": benchmark,
             "consistency": consistency, "threads": 1, "load_average": [0.5, 0.4, 0.3]}  # fmt: skip
 
@@ -239,7 +239,7 @@ def test_cost_verdicts_and_summary():
 
 def compare_result() -> dict:
     summary = [("plain", 10.0, 1.0, 0.88), ("kd", 25.0, 2.0, 0.885), ("ban", 20.0, 0.5, 0.87), ("pskd", 11.0, 1.5, 0.9)]
-    return {"config": {"dataset": "toy", "model": "mlp", "width": 1.0, "epochs": 2, "seeds": 3},
+    return {"config": {"dataset": "toy", "model": "mlp", "width": 1.0, "epochs": 2, "seeds": [0, 1, 2]},
             "machine": {"cpu_model": "CPU", "torch_threads": 2, "load_average": [1.0, 1.0, 1.0]},
             "summary": [{"method": m, "seconds_mean": s, "seconds_std": sd, "test_accuracy_mean": a,
                          "test_accuracy_std": 0.001} for m, s, sd, a in summary]}  # fmt: skip

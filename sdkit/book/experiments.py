@@ -43,7 +43,7 @@ from ..extras.robustness import fgsm_accuracy, gaussian_noise_accuracy
 from ..methods import born_again
 from ..models import build_model, count_parameters, pick_device
 from ..train import train
-from ..utils import atomic_write_json, stamped
+from ..utils import atomic_write_json, check_seeds, stamped
 from . import stats
 from .stats import mean_std, paired, summarize, verdict
 
@@ -82,7 +82,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
     # CI and CPU readers: one to two minutes on a 2-core CPU
     "quick": {
         **_COMMON,
-        "seeds": 2,
+        "seeds": [0, 1],
         "ba_dataset": "fashion-mnist-sample", "comp_dataset": "digits",
         "ba_model": "mlp", "ba_width": 1.0, "ba_generations": 2, "ba_epochs": 8,
         "ba_train_size": 3000, "ba_test_size": 2000, "ba_val_fraction": 0.05,
@@ -92,7 +92,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
     # the book's committed results: under half an hour on a shared 2-core CPU, one torch thread
     "full-cpu": {
         **_COMMON,
-        "seeds": 3,
+        "seeds": [0, 1, 2],
         "ba_dataset": "fashion-mnist", "comp_dataset": "fashion-mnist",
         "ba_model": "mlp", "ba_width": 1.0, "ba_generations": 2, "ba_epochs": 10,
         "ba_train_size": None, "ba_test_size": None, "ba_val_fraction": 0.1,
@@ -121,13 +121,14 @@ def budget(mode: str = "quick", device: str | torch.device | None = "auto", **ov
         raise ValueError(f"unknown budget key(s) {unknown}; valid keys: {sorted(out)}")
     out.update(overrides)
     out["name"] = mode
-    if isinstance(out["seeds"], bool) or not isinstance(out["seeds"], int) or out["seeds"] < 1:
-        raise ValueError(f"seeds must be a positive integer (the number of seeds), got seeds={out['seeds']!r}")
+    out["seeds"] = check_seeds(out["seeds"])
     return out
 
 
-def _seeds(cfg: dict[str, Any]) -> list[int]:
-    return [1000 * i for i in range(cfg["seeds"])]
+def _model_seeds(cfg: dict[str, Any]) -> list[int]:
+    return [
+        1000 * seed for seed in cfg["seeds"]
+    ]  # far apart: the seeds derived from one (seed + 1) never meet another's
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
@@ -279,7 +280,7 @@ def budget_table(cfg: dict[str, Any]) -> Table:
     teacher = f"{cfg['comp_teacher']} x{cfg['comp_teacher_width']:g}"
     student = f"{cfg['comp_student']} x{cfg['comp_student_width']:g}"
     rows = [
-        ["every experiment", f"{cfg['seeds']} seeds, T={cfg['T']:g}, alpha={cfg['alpha']:g}, "
+        ["every experiment", f"{len(cfg['seeds'])} seeds, T={cfg['T']:g}, alpha={cfg['alpha']:g}, "
          f"batch {cfg['batch_size']}, ECE over {cfg['n_bins']} bins"],
         ["compression", f"{cfg['comp_dataset']}: teacher {teacher}, student {student}, {cfg['comp_epochs']} "
          f"epochs; training images {images(cfg['comp_train_size'])}, validation {cfg['comp_val_fraction']:.0%}, "
@@ -321,7 +322,8 @@ def count_runs(cfg: dict[str, Any]) -> int:
     >>> count_runs(budget("quick"))  # 1 + 2 * 2 seeds + 2 seeds * 3 generations
     11
     """
-    return 1 + 2 * cfg["seeds"] + cfg["seeds"] * (cfg["ba_generations"] + 1)
+    n_seeds = len(cfg["seeds"])
+    return 1 + 2 * n_seeds + n_seeds * (cfg["ba_generations"] + 1)
 
 
 def model_size(model: nn.Module) -> dict[str, int]:
@@ -373,7 +375,7 @@ def run_compression(cfg: dict[str, Any], device: str | torch.device = "auto", lo
 
     teacher = make(cfg["comp_teacher"], cfg["comp_teacher_width"], 0)
     rows = [fit(teacher, 0, "teacher")]
-    for seed in _seeds(cfg):
+    for seed in _model_seeds(cfg):
         student = make(cfg["comp_student"], cfg["comp_student_width"], seed + 1)
         rows.append(fit(student, seed, "alone"))
         student = make(cfg["comp_student"], cfg["comp_student_width"], seed + 1)  # the same initial weights
@@ -446,7 +448,7 @@ def run_born_again(cfg: dict[str, Any], device: str | torch.device = "auto", log
 
     rows: list[dict[str, Any]] = []
     probs: dict[int, list[torch.Tensor]] = {g: [] for g in range(gens_n + 1)}
-    for seed in _seeds(cfg):
+    for seed in _model_seeds(cfg):
         gens = born_again(make, data, gens_n, T=cfg["T"], alpha=cfg["alpha"], seed=seed, epochs=cfg["ba_epochs"],
                           **_train_kwargs(cfg, device))  # fmt: skip
         for g, gen in enumerate(gens):
@@ -462,7 +464,7 @@ def run_born_again(cfg: dict[str, Any], device: str | torch.device = "auto", log
                 # <= 88 characters, a chapter's width (NLL is in the tables); noise, FGSM at the largest step
                 log(f"born-again seed {seed:>4} gen {g}: acc {row['accuracy']:.4f} ECE {row['ece']:.4f} "
                     f"noise {noise[-1]:.4f} FGSM {fgsm[-1]:.4f} ({row['seconds']:.1f} s)")  # fmt: skip
-    targets = data.test.y.repeat(cfg["seeds"])
+    targets = data.test.y.repeat(len(cfg["seeds"]))
     bins = {str(g): reliability_bins(torch.cat(p), targets, cfg["n_bins"]) for g, p in probs.items()}
     versus = _versus(rows)
 
@@ -519,7 +521,9 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ValueError(f"--set expects KEY=VALUE (VALUE as JSON, e.g. seeds=2 or dataset='\"digits\"'), got {text!r}")
+        raise ValueError(
+            f"--set expects KEY=VALUE (VALUE as JSON, e.g. seeds=[0,1] or dataset='\"digits\"'), got {text!r}"
+        )
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:

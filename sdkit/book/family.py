@@ -62,7 +62,7 @@ def family_table(result: dict[str, Any]) -> Table:
     """One row per method: seeds, test accuracy, NLL and ECE (mean ± std over seeds), wall time per run (mean ±
     std, seconds) and that time as a multiple of plain training's.
 
-    >>> rows = [{"method": "plain", "seeds": 2, "test_accuracy_mean": 0.9, "test_accuracy_std": 0.01,
+    >>> rows = [{"method": "plain", "n_seeds": 2, "test_accuracy_mean": 0.9, "test_accuracy_std": 0.01,
     ...          "test_nll_mean": 0.3, "test_nll_std": 0.02, "test_ece_mean": 0.02, "test_ece_std": 0.001,
     ...          "seconds_mean": 20.0, "seconds_std": 1.0}]
     >>> family_table({"summary": rows}).rows
@@ -75,7 +75,7 @@ def family_table(result: dict[str, Any]) -> Table:
 
     plain_seconds = family["plain"]["seconds_mean"]
     rows = [
-        [m, r["seeds"], *(pm(r, metric) for metric, _, _ in METRICS),
+        [m, r["n_seeds"], *(pm(r, metric) for metric, _, _ in METRICS),
          f"{r['seconds_mean']:.0f} ± {r['seconds_std']:.0f}", f"{r['seconds_mean'] / plain_seconds:.1f}"]
         for m, r in family.items()
     ]  # fmt: skip

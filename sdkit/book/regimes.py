@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cli import parse_seeds
 from ..data import Data, Split
 from ..datasets import load_dataset
 from ..evaluate import Table, evaluate
@@ -44,7 +45,7 @@ from ..models import build_model
 from ..regularizers import LabelSmoothing, Mixup, TeacherFreeKD
 from ..self_kd import CSKD, DLB, PSKD
 from ..train import History, train
-from ..utils import atomic_write_json, stamped
+from ..utils import atomic_write_json, check_seeds, stamped
 from . import stats
 
 __all__ = [
@@ -84,9 +85,9 @@ SINGLE_RUN: dict[str, Callable[[], Method]] = {
 #: quick: what CI runs in the chapter (the shipped sample, few steps, 2 seeds); full: the committed grid.
 #: ``live``: the cells chapter 06 runs live in that mode.
 BUDGETS: dict[str, dict[str, Any]] = {
-    "quick": dict(dataset="fashion-mnist-sample", model="mlp", steps=60, seeds=2, lr=0.05, val_fraction=0.05,
+    "quick": dict(dataset="fashion-mnist-sample", model="mlp", steps=60, seeds=(0, 1), lr=0.05, val_fraction=0.05,
                   cells=("n500", "n500-sym40"), live=("n500", "n500-sym40"), test_size=1000),
-    "full": dict(dataset="fashion-mnist", model="mlp", steps=1000, seeds=5, lr=0.05, val_fraction=0.02,
+    "full": dict(dataset="fashion-mnist", model="mlp", steps=1000, seeds=(0, 1, 2, 3, 4), lr=0.05, val_fraction=0.02,
                  cells=tuple(CELLS), live=("n1000", "n2000-sym40"), test_size=None),
 }  # fmt: skip
 CELLS["n500-sym40"] = dict(n=500, noise=0.4)  # the quick budget's noisy cell
@@ -203,16 +204,17 @@ def _run_seed(name: str, cell: dict[str, Any], budget: dict[str, Any], seed: int
     return rows
 
 
-def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHODS, seeds: int | None = None,
+def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHODS,
+             seeds: Sequence[int] | None = None,
              device: str = "cpu", out: str | Path | None = None, merge: bool = False, command: str = "",
              log: Callable[[str], None] | None = print) -> dict[str, Any]:  # fmt: skip
-    """Train every method in ``methods`` on cell ``name`` of :data:`CELLS` for ``seeds`` seeds (the budget's
-    count by default), calling ``log`` with one line per trained model (:func:`count_runs` lines); return (and
+    """Train every method in ``methods`` on cell ``name`` of :data:`CELLS` with each of ``seeds`` (the budget's
+    by default), calling ``log`` with one line per trained model (:func:`count_runs` lines); return (and
     with ``out``, write to ``out/{name}.json``) the cell, budget, rows, machine, date and wall time. With
     ``merge=True`` an existing file of the same cell and budget keeps its rows of the other methods (a
     later pass adds methods to a measured cell; its command and wall time are appended).
 
-    >>> result = run_cell("n500", "quick", methods=("plain", "ls"), seeds=2, log=None)
+    >>> result = run_cell("n500", "quick", methods=("plain", "ls"), seeds=[0, 1], log=None)
     >>> sorted({row["method"] for row in result["rows"]}), len(result["rows"])
     (['ls', 'plain'], 4)
     >>> 0.5 < result["rows"][0]["train_accuracy"] <= 1.0
@@ -226,21 +228,21 @@ def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHO
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     spec, cfg = {**CELL_DEFAULTS, **CELLS[name]}, BUDGETS[budget]
-    n_seeds = cfg["seeds"] if seeds is None else seeds
+    seeds = check_seeds(cfg["seeds"] if seeds is None else seeds)
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    for seed in range(n_seeds):
+    for seed in seeds:
         rows += _run_seed(name, spec, cfg, seed, methods, device, log)
-    config = {k: v for k, v in cfg.items() if k not in ("cells", "live")}
+    config = {k: list(v) if k == "seeds" else v for k, v in cfg.items() if k not in ("cells", "live")}
     result = {"cell": name, "spec": spec, "budget": budget, "config": config, "methods": list(methods),
-              "seeds": n_seeds, "rows": rows}  # fmt: skip
+              "seeds": seeds, "rows": rows}  # fmt: skip
     result = stamped(result, seconds=time.perf_counter() - start, device=device, command=command)
     path = Path(out) / f"{name}.json" if out is not None else None
     if merge and path is not None and path.exists():
         old = json.loads(path.read_text())
-        if (old["budget"], old["spec"], old["seeds"]) != (budget, spec, n_seeds):
-            raise ValueError(f"{path} holds budget {old['budget']!r}, cell {old['spec']}, {old['seeds']} seeds; "
-                             f"this pass has {budget!r}, {spec}, {n_seeds}: they must match to merge")  # fmt: skip
+        if (old["budget"], old["spec"], old["seeds"]) != (budget, spec, seeds):
+            raise ValueError(f"{path} holds budget {old['budget']!r}, cell {old['spec']}, seeds {old['seeds']}; "
+                             f"this pass has {budget!r}, {spec}, seeds {seeds}: they must match to merge")  # fmt: skip
         kept = [r for r in old["rows"] if r["method"] not in methods]
         result["rows"] = kept + rows
         result["methods"] = [m for m in old["methods"] if m not in methods] + list(methods)
@@ -253,7 +255,7 @@ def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHO
 
 
 def count_runs(cells: Sequence[str], budget: str = "quick", *, methods: Sequence[str] = METHODS,
-               seeds: int | None = None) -> int:  # fmt: skip
+               seeds: Sequence[int] | None = None) -> int:  # fmt: skip
     """How many lines :func:`run_cell` logs for each of ``cells`` together: one per method and seed.
 
     >>> count_runs(["n500", "n500-sym40"], "quick")  # 2 cells x 2 seeds x 10 methods
@@ -261,8 +263,8 @@ def count_runs(cells: Sequence[str], budget: str = "quick", *, methods: Sequence
     """
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose from {sorted(BUDGETS)}")
-    n_seeds = BUDGETS[budget]["seeds"] if seeds is None else seeds
-    return len(cells) * n_seeds * len(methods)
+    seeds = check_seeds(BUDGETS[budget]["seeds"] if seeds is None else seeds)
+    return len(cells) * len(seeds) * len(methods)
 
 
 def load_grid(folder: str | Path) -> dict[str, dict[str, Any]]:
@@ -407,7 +409,7 @@ def provenance_table(grid: dict[str, dict[str, Any]]) -> Table:
     setup, machine = first["config"], first["machine"]
     hours = sum(r["wall_seconds"] for r in grid.values()) / 3600
     rows = [
-        ["grid", f"{len(grid)} cells x {first['seeds']} seeds; {setup['model']} on {setup['dataset']}, "
+        ["grid", f"{len(grid)} cells x {len(first['seeds'])} seeds; {setup['model']} on {setup['dataset']}, "
                  f"{setup['steps']} steps"],
         ["measured", f"{first['date'][:10]} on {machine['cpu_model']} ({machine['cpu_count']} cores): "
                      f"{hours:.1f} h of runs"],
@@ -472,7 +474,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cells", nargs="*", help=f"cells to run (default: the budget's, skipping done ones); "
                         f"any of {sorted(CELLS)}")  # fmt: skip
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the budget's)")
+    parser.add_argument("--seeds", type=parse_seeds, default=None, help="comma-separated seeds, e.g. 0,1,2 "
+                        "(default: the budget's)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", default="book/results/regimes", help="folder for the cell files")
     parser.add_argument("--merge", action="store_true", help="add these methods' rows to existing cell files")

@@ -26,6 +26,7 @@ from ..methods import Distill, Method, TrainContext
 from ..models import frozen_copy
 from ..self_kd import PSKD
 from ..train import History
+from ..utils import check_seeds
 from .trend_training import CPU, load_spec_data, mean_std_record, model_maker, train_timed
 
 __all__ = ["CachedDistill", "epoch_seconds", "fastest_epoch_ratio", "view_consistency", "teacher_overhead", "run_cost"]
@@ -163,7 +164,7 @@ def run_cost(spec: dict[str, Any]) -> dict[str, Any]:
     runs, overhead = [], []
     consistency: dict[str, float] = {}
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    for i in range(spec["seeds"]):
+    for i in check_seeds(spec["seeds"]):
         s = 1000 * i
         make = model_maker(spec["model"], data)
         teacher = make(s)

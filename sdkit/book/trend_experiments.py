@@ -40,7 +40,7 @@ from ..evaluate import evaluate, predict_logits
 from ..extras.compress import count_nonzero, prune_global, quantize_dynamic_int8, sparsity, state_dict_bytes
 from ..extras.tabular import load_tabular
 from ..models import build_model, count_parameters
-from ..utils import atomic_write_json, stamped
+from ..utils import atomic_write_json, check_seeds, stamped
 from .stats import paired, verdict
 from .trend_cost import CachedDistill, run_cost, teacher_overhead, view_consistency
 from .trend_training import (
@@ -76,31 +76,35 @@ __all__ = [
 BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "compression": dict(
-            dataset="digits", train_size=None, test_size=None, model="mlp", epochs=15, seeds=2, T=4.0, alpha=0.9,
+            dataset="digits", train_size=None, test_size=None, model="mlp", epochs=15, seeds=(0, 1), T=4.0, alpha=0.9,
             amounts=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98), combined_amount=0.7, augment=False,
         ),
-        "tabular": dict(datasets=("breast-cancer", "wine"), seeds=5, epochs=25, batch_size=32, T=4.0, alpha=0.9),
+        "tabular": dict(
+            datasets=("breast-cancer", "wine"), seeds=tuple(range(5)), epochs=25, batch_size=32, T=4.0, alpha=0.9
+        ),
         "grid": dict(
-            dataset="digits", train_size=None, test_size=None, val_fraction=0.25, model="mlp", epochs=10, seeds=2,
+            dataset="digits", train_size=None, test_size=None, val_fraction=0.25, model="mlp", epochs=10, seeds=(0, 1),
             temperatures=(1.0, 2.0, 4.0, 8.0, 16.0), alphas=(0.1, 0.5, 0.9), augment=False,
         ),
         "cost": dict(
-            dataset="fashion-mnist-sample", train_size=3000, test_size=2000, model="mlp", epochs=5, seeds=1, T=4.0,
+            dataset="fashion-mnist-sample", train_size=3000, test_size=2000, model="mlp", epochs=5, seeds=(0,), T=4.0,
             alpha=0.9, pskd_alpha=0.8, benchmark=dict(mlp_steps=20, cnn_steps=6, cnn_width=0.5, repeats=4),
         ),
     },
     "full": {
         "compression": dict(
-            dataset="fashion-mnist", train_size=10000, test_size=None, model="mlp", epochs=10, seeds=3, T=4.0,
+            dataset="fashion-mnist", train_size=10000, test_size=None, model="mlp", epochs=10, seeds=(0, 1, 2), T=4.0,
             alpha=0.9, amounts=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98), combined_amount=0.7, augment=False,
         ),
-        "tabular": dict(datasets=("breast-cancer", "wine"), seeds=15, epochs=30, batch_size=32, T=4.0, alpha=0.9),
+        "tabular": dict(
+            datasets=("breast-cancer", "wine"), seeds=tuple(range(15)), epochs=30, batch_size=32, T=4.0, alpha=0.9
+        ),
         "grid": dict(
             dataset="fashion-mnist", train_size=6000, test_size=None, val_fraction=0.1, model="mlp", epochs=8,
-            seeds=2, temperatures=(1.0, 2.0, 4.0, 8.0, 16.0), alphas=(0.1, 0.5, 0.9), augment=False,
+            seeds=(0, 1), temperatures=(1.0, 2.0, 4.0, 8.0, 16.0), alphas=(0.1, 0.5, 0.9), augment=False,
         ),
         "cost": dict(
-            dataset="fashion-mnist", train_size=10000, test_size=None, model="mlp", epochs=8, seeds=3, T=4.0,
+            dataset="fashion-mnist", train_size=10000, test_size=None, model="mlp", epochs=8, seeds=(0, 1, 2), T=4.0,
             alpha=0.9, pskd_alpha=0.8, benchmark=dict(mlp_steps=40, cnn_steps=15, cnn_width=0.5, repeats=7),
         ),
     },
@@ -149,7 +153,7 @@ def run_compression(spec: dict[str, Any]) -> dict[str, Any]:
     data = load_spec_data(spec)
     test_x = data.test.x
     rows, timing = [], []
-    for i in range(spec["seeds"]):
+    for i in check_seeds(spec["seeds"]):
         for role, model in teacher_and_students(spec["model"], data, spec, 1000 * i).items():
             base = {"seed": i, "model": role}
             for amount in spec["amounts"]:
@@ -186,7 +190,7 @@ def run_tabular(spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"spec": spec, "datasets": {}}
     for name in spec["datasets"]:
         rows = []
-        for i in range(spec["seeds"]):
+        for i in check_seeds(spec["seeds"]):
             data = load_tabular(name, seed=i)
             for role, model in teacher_and_students("mlp", data, spec, 1000 * i).items():
                 metrics = evaluate(model, data.test, device=CPU)
@@ -215,23 +219,24 @@ def run_tabular(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_grid(spec: dict[str, Any]) -> dict[str, Any]:
-    """Born-again students over a grid of temperatures and soft weights, ``spec["seeds"]`` students per cell
-    (the same student seeds in every cell), one teacher. The cell with the best mean VALIDATION accuracy is chosen
-    and only its students are evaluated on the test split, next to the teacher and plain students (alpha = 0).
+    """Born-again students over a grid of temperatures and soft weights, one student per seed of ``spec["seeds"]``
+    in each cell (the same student seeds in every cell), one teacher. The cell with the best mean VALIDATION
+    accuracy is chosen and only its students are evaluated on the test split, next to the teacher and plain
+    students (alpha = 0).
 
     Noise: ``seed_std`` is the median over cells of the seed-to-seed standard deviation within a cell (a median,
     so that one unstable cell does not set the noise level of all). If the cells did not differ at all, the range
     (max - min) of the ``m`` cell means, each an average of ``k`` seeds, would be about
     ``noise_range = d_m * seed_std / sqrt(k)`` (:func:`expected_range`); ``grid_range`` is compared with it.
     """
-    if spec["seeds"] < 2:
-        raise ValueError(f"the grid needs seeds >= 2 per cell to measure seed noise, got seeds={spec['seeds']!r}")
+    if len(check_seeds(spec["seeds"])) < 2:
+        raise ValueError(f"the grid needs at least 2 seeds per cell to measure seed noise, got seeds={spec['seeds']!r}")
     data = load_spec_data(spec)
     make = model_maker(spec["model"], data)
     start = time.perf_counter()
     teacher = make(0)
     teacher_history, _ = train_timed(teacher, data, spec, 0)
-    seeds = [1000 * j + 1 for j in range(spec["seeds"])]
+    seeds = [1000 * j + 1 for j in spec["seeds"]]
     plain_models, plain_val = [], []
     for s in seeds:
         model = make(s)

@@ -4,7 +4,7 @@ the few numbers that the tables do not hold (a size ratio, a speed verdict, the 
 Every function returns a string of lines no longer than :data:`WIDTH` characters (the book's code box), so that
 no output block scrolls sideways; the chapter prints it. Longer lines are wrapped with an indent of two.
 
->>> print(describe_run("tabular", {"spec": {"datasets": ["wine"], "seeds": 5, "epochs": 25}}, "live run", 4.6))
+>>> print(describe_run("tabular", {"spec": {"datasets": ["wine"], "seeds": range(5), "epochs": 25}}, "live run", 4.6))
 live run: wine
   5 seeds per data set, 25 epochs: 5 s
 """
@@ -84,19 +84,18 @@ def describe_run(section: str, result: dict[str, Any], label: str, seconds: floa
         raise ValueError(f"section must be one of {list(SECTIONS)}, got section={section!r}")
     check_result(result, ["spec"], "result", f"te.run_{section}")
     spec = result["spec"]
+    n_seeds = len(spec["seeds"])
     data = ", ".join(spec["datasets"]) if section == "tabular" else describe_dataset(result["dataset"])
     if section == "compression":
-        what = (
-            f"{spec['model']} with {result['parameters']:,} parameters, {spec['seeds']} seeds, {spec['epochs']} epochs"
-        )
+        what = f"{spec['model']} with {result['parameters']:,} parameters, {n_seeds} seeds, {spec['epochs']} epochs"
     elif section == "tabular":
-        what = f"{spec['seeds']} seeds per data set, {spec['epochs']} epochs"
+        what = f"{n_seeds} seeds per data set, {spec['epochs']} epochs"
     elif section == "grid":
         cells = len(result["temperatures"]) * len(result["alphas"])
-        what = (f"{cells} cells x {spec['seeds']} seeds = {cells * spec['seeds']} students, {spec['seeds']} plain, "
+        what = (f"{cells} cells x {n_seeds} seeds = {cells * n_seeds} students, {n_seeds} plain, "
                 f"1 teacher; {spec['epochs']} epochs each")  # fmt: skip
     else:
-        what = f"{spec['epochs']} epochs, {spec['seeds']} seed(s), {result['threads']} torch thread(s)"
+        what = f"{spec['epochs']} epochs, {n_seeds} seed(s), {result['threads']} torch thread(s)"
     lines = [f"{label}: {data}", f"  {what}" + ("" if seconds is None else f": {seconds:.0f} s")]
     if section == "cost":  # timings depend on what else the machine was doing
         lines.append(f"  CPU load average at the start {result['load_average'][0]:.1f}")
@@ -144,7 +143,7 @@ def grid_choice(g: dict[str, Any]) -> str:
         f"winner's curse: chosen cell's validation minus test accuracy = "
         f"{100 * (c['val']['mean'] - c['test']['mean']):+.2f} points",
         f"chosen distillation minus plain training on test: {100 * diff:+.2f} points "
-        f"(means over {g['spec']['seeds']} seeds)",
+        f"(means over {len(g['spec']['seeds'])} seeds)",
         "  no verdict: the grid keeps per-cell means, not the per-seed pairs the rule needs",
     ])  # fmt: skip
 
@@ -153,7 +152,7 @@ def grid_noise(g: dict[str, Any]) -> str:
     """The whole grid's range against the range seed noise alone would give it, and the verdict on (T, alpha)."""
     check_result(g, ["val_mean", "grid_range", "noise_range", "seed_std", "most_variable_cell"], "g", "te.run_grid")
     means = np.asarray(g["val_mean"])
-    m, k = means.size, g["spec"]["seeds"]
+    m, k = means.size, len(g["spec"]["seeds"])
     mv, ratio = g["most_variable_cell"], g["grid_range"] / g["noise_range"]
     near = int((means >= means.max() - g["noise_range"]).sum())
     if ratio > 1:
@@ -191,7 +190,7 @@ def compare_header(compare: dict[str, Any]) -> str:
     check_result(compare, ["config", "machine"], "compare", "the comparison's JSON file")
     cfg, m = compare["config"], compare["machine"]
     return wrap_lines([
-        f"{cfg['dataset']}, {cfg['model']} width {cfg['width']}, {cfg['epochs']} epochs, {cfg['seeds']} seeds",
+        f"{cfg['dataset']}, {cfg['model']} width {cfg['width']}, {cfg['epochs']} epochs, {len(cfg['seeds'])} seeds",
         f"{m['cpu_model']}, {m['torch_threads']} torch thread(s), load average at the end {m['load_average']}",
     ])  # fmt: skip
 

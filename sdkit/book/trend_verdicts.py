@@ -129,7 +129,7 @@ def grid_alpha_table(g: dict[str, Any]) -> Table:
     the range that seed noise alone gives to that many cells, ``d_m * sigma / sqrt(k)``, and what it says."""
     check_result(g, ["val_mean", "temperatures", "alphas", "seed_std", "spec"], "g", "te.run_grid")
     means = np.asarray(g["val_mean"])
-    row_noise = expected_range(len(g["temperatures"])) * g["seed_std"] / np.sqrt(g["spec"]["seeds"])
+    row_noise = expected_range(len(g["temperatures"])) * g["seed_std"] / np.sqrt(len(g["spec"]["seeds"]))
     rows = []
     for alpha, row in zip(g["alphas"], means, strict=True):
         spread = row.max() - row.min()
