@@ -264,7 +264,15 @@ def _public_names() -> dict[str, object]:
     import importlib
 
     names = {f"sdkit.{n}": getattr(sdkit, n) for n in sdkit.__all__}
-    modules = ("book.explore", "extras.robustness", "book.plots", "book.stats", "extras.compress", "extras.tabular")
+    modules = (
+        "book.explore",
+        "book.explorer",
+        "extras.robustness",
+        "book.plots",
+        "book.stats",
+        "extras.compress",
+        "extras.tabular",
+    )
     for module in modules:
         mod = importlib.import_module(f"sdkit.{module}")
         names.update({f"sdkit.{module}.{n}": getattr(mod, n) for n in mod.__all__})

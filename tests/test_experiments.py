@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import sdkit
+from sdkit.book import application_tables as tables
 from sdkit.book import experiments as ex
+from sdkit.book import stats
 from sdkit.evaluate import Table
 
 COMMITTED = Path(__file__).resolve().parents[1] / "book" / "results" / "applications_full.json"
@@ -22,20 +24,20 @@ def test_compare_paired_hand_example():
         {"seed": 2, "g": 1, "acc": 0.81, "c": [1.0, 0.8]},
         {"seed": 1, "g": 1, "acc": 0.87, "c": [1.0, 0.5]},
     ]
-    out = ex.compare_paired(rows, "acc", key="g", candidate=1, baseline=0)
+    out = stats.compare_paired(rows, "acc", key="g", candidate=1, baseline=0)
     assert out["diffs"] == pytest.approx([0.03, 0.03, -0.01])  # paired by seed, in the baseline's seed order
     assert out["diff"] == pytest.approx(0.05 / 3) and out["baseline_std"] == pytest.approx(0.02)
     assert out["n_better"] == out["wins"] == 2 and out["verdict"] == "within noise"
     assert "+0.0167" in out["text"] and "2 of 3" in out["text"] and "g 0" in out["text"]
-    curve = ex.compare_paired(rows, "c", key="g", candidate=1, baseline=0, index=1)
+    curve = stats.compare_paired(rows, "c", key="g", candidate=1, baseline=0, index=1)
     # diffs (0.2, 0.2, 0.4): mean 0.2667, sd 0.1155, t(0.975, 2) = 4.3027: the interval reaches below 0
     half = 4.302652729911275 * 0.11547005383792516 / 3**0.5
     assert curve["diff"] == pytest.approx(0.8 / 3) and curve["low"] == pytest.approx(0.8 / 3 - half)
     assert curve["verdict"] == "within noise" and "95% interval -0.02" in curve["text"]
-    lower = ex.compare_paired(rows, "acc", key="g", candidate=1, baseline=0, higher_is_better=False)
+    lower = stats.compare_paired(rows, "acc", key="g", candidate=1, baseline=0, higher_is_better=False)
     assert lower["n_better"] == 1
     with pytest.raises(ValueError, match="no seed"):
-        ex.compare_paired(rows, "acc", key="g", candidate=2, baseline=0)
+        stats.compare_paired(rows, "acc", key="g", candidate=2, baseline=0)
 
 
 def test_budget_modes_and_overrides():
@@ -115,43 +117,43 @@ def _committed() -> dict:
 
 def test_tables_are_html_tables_of_the_per_seed_numbers():
     result = _committed()
-    tables = ex.tables(result)
-    assert set(tables) == {"compression", "generalization", "noise", "fgsm", "calibration"}
-    assert all(isinstance(t, Table) and "<table>" in t._repr_html_() for t in tables.values())
+    by_name = tables.all_tables(result)
+    assert set(by_name) == {"compression", "generalization", "noise", "fgsm", "calibration"}
+    assert all(isinstance(t, Table) and "<table>" in t._repr_html_() for t in by_name.values())
     # the student trained alone: mean and sample std over its seeds, computed here from the rows
     alone = [r["accuracy"] for r in result["compression"]["rows"] if r["role"] == "alone"]
-    row = next(r for r in tables["compression"].rows if r[0].startswith("alone"))
+    row = next(r for r in by_name["compression"].rows if r[0].startswith("alone"))
     assert row[3] == f"{statistics.mean(alone):.4f} ± {statistics.stdev(alone):.4f}" and row[-1] == "3"
     assert row[1] == f"{result['compression']['student']['parameters']:,}"
     # noise table, largest sigma: gen 1 minus gen 0 is the mean of the per-seed differences, with its verdict
     by = {(r["seed"], r["generation"]): r["noise"][-1] for r in result["robustness"]["rows"]}
     diff = statistics.mean(by[s, 1] - by[s, 0] for s in {seed for seed, _ in by})
-    last = tables["noise"].rows[-1]
+    last = by_name["noise"].rows[-1]
     verdict = result["robustness"]["noise_comparisons"][-1][0]["verdict"]
-    assert tables["noise"].header[4] == "gen 1 - gen 0" and last[4] == f"{diff:+.4f} ({verdict})"
-    assert [r[0] for r in tables["calibration"].rows] == ["gen 0", "gen 1", "gen 2"]
+    assert by_name["noise"].header[4] == "gen 1 - gen 0" and last[4] == f"{diff:+.4f} ({verdict})"
+    assert [r[0] for r in by_name["calibration"].rows] == ["gen 0", "gen 1", "gen 2"]
 
 
 def test_verdict_table_shows_each_comparison_in_a_row():
     rows = [{"seed": s, "generation": g, "acc": a} for s, g, a in
             [(0, 0, 0.80), (1, 0, 0.84), (2, 0, 0.82), (0, 1, 0.83), (1, 1, 0.87), (2, 1, 0.81)]]  # fmt: skip
-    c = ex.compare_paired(rows, "acc", key="generation", candidate=1, baseline=0)
+    c = stats.compare_paired(rows, "acc", key="generation", candidate=1, baseline=0)
     # differences 0.03, 0.03, -0.01: mean 0.0167, sd 0.0231, t(0.975, 2) = 4.3027
     half = 4.302652729911275 * statistics.stdev([0.03, 0.03, -0.01]) / 3**0.5
-    table = ex.verdict_table([c])
+    table = tables.verdict_table([c])
     assert table.header == ["compared", "metric", "diff", "95% interval", "won", "verdict"]
     assert table.rows == [["gen 1 vs gen 0", "acc", "+0.0167", f"[{0.05 / 3 - half:+.4f}, {0.05 / 3 + half:+.4f}]",
                            "2/3", "within noise"]]  # fmt: skip
-    named = ex.verdict_table([c, c], metrics=["accuracy", "accuracy again"], claims=["6.2", "6.2"])
+    named = tables.verdict_table([c, c], metrics=["accuracy", "accuracy again"], claims=["6.2", "6.2"])
     assert named.header[:3] == ["claim", "compared", "metric"] and named.rows[1][:3] == ["6.2", "gen 1 vs gen 0",
                                                                                         "accuracy again"]  # fmt: skip
     with pytest.raises(ValueError, match=r"metrics needs one label per comparison \(1\), got 2"):
-        ex.verdict_table([c], metrics=["a", "b"])
+        tables.verdict_table([c], metrics=["a", "b"])
 
 
 def test_budget_and_provenance_tables_say_what_ran():
     quick = ex.budget("quick")
-    table = ex.budget_table(quick)
+    table = tables.budget_table(quick)
     cells = dict(table.rows)
     assert table.header == ["experiment", "budget quick"]
     assert cells["every experiment"].startswith("2 seeds, T=4, alpha=0.9, batch 128")
@@ -160,7 +162,7 @@ def test_budget_and_provenance_tables_say_what_ran():
     assert "training images all" in cells["compression"] and "cnn x0.25" in cells["compression"]
     assert cells["robustness"].startswith("noise sigma 0, 0.1, 0.2, 0.4, 0.6, 0.8, 1;")
     result = json.loads(COMMITTED.read_text())
-    provenance = dict(ex.provenance_table(result).rows)
+    provenance = dict(tables.provenance_table(result).rows)
     assert provenance["command"] == result["command"] and provenance["date"] == result["date"]
     assert provenance["wall time"] == f"{result['wall_seconds'] / 60:.1f} min on device cpu, budget full-cpu"
     assert provenance["born-again data"] == "54,000 train, 6,000 val, 10,000 test"

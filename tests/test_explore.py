@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import sdkit
-from sdkit.book import explore
+from sdkit.book import explore, explorer
 
 Z = torch.tensor([3.0, 1.0, 0.2, -1.0], dtype=torch.float64)
 
@@ -95,7 +95,7 @@ def test_plots_build_figures():
 def test_explorer_without_frontend_follows_sliders():
     pytest.importorskip("ipywidgets")
     logits = torch.stack([Z, -Z]).float()
-    ex = explore.temperature_explorer(logits, class_names=list("abcd"), T=1.0)
+    ex = explorer.temperature_explorer(logits, class_names=list("abcd"), T=1.0)
     s = ex.state()
     assert s["index"] == 0 and s["T"] == pytest.approx(1.0)
     torch.testing.assert_close(s["probs"], sdkit.soften(logits[0], 1.0))
@@ -108,27 +108,27 @@ def test_explorer_without_frontend_follows_sliders():
     assert f"{s['entropy']:.3f}" in ex.label.value
     assert ex.picture.value != first_png
     with pytest.raises(ValueError, match="T_range"):
-        explore.temperature_explorer(logits, T=1000.0)
+        explorer.temperature_explorer(logits, T=1000.0)
 
 
 # ------------------------------------------------------------------------------- kernel-free (static) explorer
 
 
 def test_temperature_grid_is_log_spaced_and_holds_one():
-    grid = explore.temperature_grid()
+    grid = explorer.temperature_grid()
     assert len(grid) == 61 and grid[0] == pytest.approx(0.1) and grid[-1] == pytest.approx(100.0)
     assert 1.0 in grid
     ratios = [b / a for a, b in zip(grid, grid[1:], strict=False)]
     assert ratios == pytest.approx([10 ** (1 / 20)] * 60)
-    assert explore.temperature_grid(0.5, 2.0, per_decade=10) == pytest.approx([10 ** (k / 10) for k in range(-3, 4)])
+    assert explorer.temperature_grid(0.5, 2.0, per_decade=10) == pytest.approx([10 ** (k / 10) for k in range(-3, 4)])
     with pytest.raises(ValueError, match="low must be smaller"):
-        explore.temperature_grid(2.0, 1.0)
+        explorer.temperature_grid(2.0, 1.0)
 
 
 def test_explorer_data_frames_match_soften_and_entropy():
     logits = torch.stack([Z, -Z, torch.zeros(4, dtype=torch.float64)])
-    temps = explore.temperature_grid(0.1, 100.0, per_decade=5)
-    d = explore.explorer_data(logits, temps)
+    temps = explorer.temperature_grid(0.1, 100.0, per_decade=5)
+    d = explorer.explorer_data(logits, temps)
     assert d["temperatures"] == list(temps)
     assert len(d["probs"]) == 3 and all(len(rows) == len(temps) for rows in d["probs"])
     for i in range(3):
@@ -147,13 +147,13 @@ def _embedded_json(html: str) -> dict:
 def test_static_explorer_html_holds_the_frames_and_starts_at_T():
     logits = torch.stack([Z, -Z]).float()
     names = ["a</script>", "b", "c", "d"]
-    ex = explore.static_temperature_explorer(
+    ex = explorer.static_temperature_explorer(
         logits, images=torch.rand(2, 1, 8, 8), class_names=names, captions=["one", "two"], T=2.0
     )
     html = ex._repr_html_()
     data = _embedded_json(html)
     assert data["classes"] == names and data["captions"] == [": one", ": two"]
-    temps = explore.temperature_grid()
+    temps = explorer.temperature_grid()
     assert data["temperatures"] == pytest.approx(list(temps))
     k0 = temps.index(min(temps, key=lambda t: abs(math.log(t / 2.0))))
     assert f'value="{k0}"' in html and data["tText"][k0] == "2"
@@ -169,21 +169,21 @@ def test_static_explorer_html_holds_the_frames_and_starts_at_T():
     assert repr(ex).startswith("StaticTemperatureExplorer(2 samples x 61 temperatures")
     # deterministic: the same input gives the same page (a stable notebook output)
     assert (
-        explore.static_temperature_explorer(logits, temperatures=[1.0, 2.0])._repr_html_()
-        == explore.static_temperature_explorer(logits, temperatures=[1.0, 2.0])._repr_html_()
+        explorer.static_temperature_explorer(logits, temperatures=[1.0, 2.0])._repr_html_()
+        == explorer.static_temperature_explorer(logits, temperatures=[1.0, 2.0])._repr_html_()
     )
 
 
 def test_static_explorer_size_and_errors():
     logits = torch.randn(12, 10, generator=torch.Generator().manual_seed(0)) * 3
-    ex = explore.static_temperature_explorer(logits, images=torch.rand(12, 1, 28, 28))
+    ex = explorer.static_temperature_explorer(logits, images=torch.rand(12, 1, 28, 28))
     assert len(ex.html) < 300_000
     with pytest.raises(ValueError, match="images has 3 rows"):
-        explore.static_temperature_explorer(logits, images=torch.rand(3, 1, 8, 8))
+        explorer.static_temperature_explorer(logits, images=torch.rand(3, 1, 8, 8))
     with pytest.raises(ValueError, match="captions has 1 entries"):
-        explore.static_temperature_explorer(logits, captions=["x"])
+        explorer.static_temperature_explorer(logits, captions=["x"])
     with pytest.raises(ValueError, match=r"temperatures\[0\]"):
-        explore.static_temperature_explorer(logits, temperatures=[0.0, 1.0])
+        explorer.static_temperature_explorer(logits, temperatures=[0.0, 1.0])
 
 
 def test_plot_temperature_effects_draws_the_mass_and_both_gradient_norms():

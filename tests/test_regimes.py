@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from sdkit.book import regimes, stats
+from sdkit.book import regime_reports, regimes, stats
 
 
 def test_symmetric_noise_changes_exactly_the_rate_and_never_keeps_the_class():
@@ -67,7 +67,7 @@ def test_run_cell_writes_a_file_that_a_later_pass_extends(tmp_path):
         regimes.run_cell("n500-sym40", "quick", methods=("ls",), seeds=[0], out=tmp_path, merge=True, log=None)
     with pytest.raises(ValueError, match=r"seeds must be a sequence of distinct integer seeds.*got seeds=2"):
         regimes.run_cell("n500-sym40", "quick", methods=("ls",), seeds=2, out=tmp_path, log=None)
-    grid = regimes.load_grid(tmp_path)
+    grid = regime_reports.load_grid(tmp_path)
     assert list(grid) == ["n500-sym40"]
 
 
@@ -78,18 +78,18 @@ def test_gains_tables_and_map_use_the_one_verdict_rule():
             rows.append({"method": method, "seed": seed, "test_accuracy": acc, "train_accuracy": 1.0,
                          "train_clean_accuracy": 1.0, "gap": 1.0 - acc, "test_nll": 0.5, "test_ece": 0.1})  # fmt: skip
     grid = {"n500": {"cell": "n500", "rows": rows}, "n2000-sym40": {"cell": "n2000-sym40", "rows": rows}}
-    g = regimes.gains(grid["n500"])
+    g = regime_reports.gains(grid["n500"])
     assert g["dlb"] == stats.paired([0.83, 0.86, 0.83], [0.80, 0.82, 0.81])
     assert g["dlb"]["verdict"] == "better" and g["ls"]["verdict"] == "within noise"
-    table = regimes.gain_table(grid, intervals=True)
+    table = regime_reports.gain_table(grid, intervals=True)
     assert table.header == ["cell", "plain", "ls", "dlb"] and table.rows[0][0] == "n500"
     assert table.rows[0][3].endswith("▲") and "<table>" in table._repr_html_()
     low, high = 100 * g["dlb"]["low"], 100 * g["dlb"]["high"]
     assert table.rows[0][3] == f"+{100 * g['dlb']['diff']:.2f} [{low:+.2f}, {high:+.2f}] ▲"
-    assert regimes.gain_table(grid).rows[0][2] == f"{100 * g['ls']['diff']:+.2f} ·"
-    assert len(regimes.claims_table(grid).rows) == 6
-    assert regimes.verdict_counts(grid)["dlb"]["better"] == ["n500", "n2000-sym40"]
-    fig = regimes.plot_regime_map(grid)
+    assert regime_reports.gain_table(grid).rows[0][2] == f"{100 * g['ls']['diff']:+.2f} ·"
+    assert len(regime_reports.claims_table(grid).rows) == 6
+    assert regime_reports.verdict_counts(grid)["dlb"]["better"] == ["n500", "n2000-sym40"]
+    fig = regime_reports.plot_regime_map(grid)
     assert len(fig.axes) == 3
 
 
@@ -118,10 +118,10 @@ def test_verdict_count_and_provenance_tables():
         "n2000": {"cell": "n2000", "rows": worse, "command": "run b", **common,
                   "passes": [{"command": "run b"}, {"command": "run c"}]},
     }  # fmt: skip
-    table = regimes.verdict_count_table(grid)
+    table = regime_reports.verdict_count_table(grid)
     # dlb wins by 0.03, 0.04, 0.02 in n500 (better), loses by 0.03, 0.02, 0.04 in n2000 (worse)
     assert table.rows == [["dlb", "n500", "n2000"]] and "<table>" in table._repr_html_()
-    provenance = regimes.provenance_table(grid).rows
+    provenance = regime_reports.provenance_table(grid).rows
     assert provenance[0] == ["grid", "2 cells x 3 seeds; mlp on fashion-mnist, 1000 steps"]
     assert provenance[1] == ["measured", "2026-11-30 on CPU (2 cores): 1.0 h of runs"]
     assert provenance[2:] == [["command 1", "run a"], ["command 2", "run b"], ["command 3", "run c"]]

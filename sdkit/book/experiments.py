@@ -12,14 +12,16 @@ the book's committed results use: the multilayer perceptron on the whole Fashion
 generations, robustness, calibration) and the small CNN on a subset (compression), three seeds. ``full`` on a
 CUDA GPU scales up: the CNN on the whole training set everywhere, more epochs.
 
-Seeds. Run ``i`` uses seed ``1000 * i``; in a born-again run generation ``g`` is initialised and shuffled with seed
-``1000 * i + g``, so no two models of the experiment share an initialisation. The train/validation/test split is
+Seeds. A budget lists its seeds (``seeds: [0, 1, 2]``); run ``s`` uses seed ``1000 * s``, and in a born-again run
+generation ``g`` is initialised and shuffled with seed ``1000 * s + g``, so no two models of the experiment share an
+initialisation. The train/validation/test split is
 the same for every seed, so the seed-to-seed spread measures initialisation and data order only.
 
-Verdicts (:func:`compare_paired`). A candidate (say generation 1) and its baseline (generation 0) are compared
-seed by seed with the book's one rule, :func:`sdkit.book.stats.paired`: the mean of the per-seed differences and its 95%
-t-interval; "better" or "worse" only when the interval excludes 0, otherwise "within noise". The statistics
-(``mean_std``, ``summarize``, ``paired``, ``verdict``) live in :mod:`sdkit.book.stats` and are re-exported here.
+Verdicts (:func:`sdkit.book.stats.compare_paired`). A candidate (say generation 1) and its baseline (generation 0)
+are compared seed by seed with the book's one rule, :func:`sdkit.book.stats.paired`: the mean of the per-seed
+differences and its 95% t-interval; "better" or "worse" only when the interval excludes 0, otherwise "within noise".
+The statistics (``mean_std``, ``summarize``, ``paired``, ``compare_paired``, ``verdict``) live in
+:mod:`sdkit.book.stats`; the results' tables are in :mod:`sdkit.book.application_tables`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from __future__ import annotations
 import argparse
 import copy
 import io
-import math
 import shlex
 import sys
 import time
@@ -38,14 +39,13 @@ import torch
 from torch import nn
 
 from ..datasets import load_dataset
-from ..evaluate import Table, evaluate, predict_logits, reliability_bins
+from ..evaluate import evaluate, predict_logits, reliability_bins
 from ..extras.robustness import fgsm_accuracy, gaussian_noise_accuracy
 from ..methods import born_again
 from ..models import build_model, count_parameters, pick_device
 from ..train import train
 from ..utils import atomic_write_json, check_seeds, stamped
-from . import stats
-from .stats import mean_std, paired, summarize, verdict
+from .stats import compare_paired, mean_std, summarize, verdict
 
 __all__ = [
     "BUDGETS",
@@ -53,14 +53,9 @@ __all__ = [
     "model_size",
     "mean_std",
     "summarize",
-    "compare_paired",
     "refresh_verdicts",
     "compression_comparisons",
     "verdict",
-    "tables",
-    "verdict_table",
-    "budget_table",
-    "provenance_table",
     "count_runs",
     "run_compression",
     "run_born_again",
@@ -132,187 +127,6 @@ def _model_seeds(cfg: dict[str, Any]) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
-
-
-def compare_paired(
-    rows: Sequence[dict[str, Any]],
-    metric: str,
-    *,
-    key: str,
-    candidate: Any,
-    baseline: Any,
-    higher_is_better: bool = True,
-    index: int | None = None,
-) -> dict[str, Any]:
-    """Compare ``candidate`` with ``baseline`` (values of ``rows[i][key]``) on ``metric``, paired by ``seed``.
-
-    ``index`` picks one point of a list-valued metric (e.g. one noise level). Returns the per-seed differences
-    ``diffs`` and everything :func:`sdkit.book.stats.paired` gives (``diff``, the interval ``low``/``high``, ``wins``,
-    ``n``, ``baseline_std``, ``verdict``), plus ``text``, a one-line sentence built from those numbers.
-
-    >>> rows = [{"seed": s, "model": m, "acc": a} for s, m, a in [(0, "A", 0.80), (1, "A", 0.84), (0, "B", 0.83),
-    ...         (1, "B", 0.86)]]
-    >>> print(compare_paired(rows, "acc", key="model", candidate="B", baseline="A")["text"])
-    acc of B vs A: +0.0250 (mean over 2 seeds, better in 2 of 2; 95% interval -0.0385 to +0.0885) -> within noise
-    """
-    pick = (lambda r: r[metric]) if index is None else (lambda r: r[metric][index])
-    base = {r["seed"]: pick(r) for r in rows if r[key] == baseline}
-    cand = {r["seed"]: pick(r) for r in rows if r[key] == candidate}
-    seeds = [s for s in base if s in cand]
-    if not seeds:
-        raise ValueError(f"no seed has both {key}={candidate!r} and {key}={baseline!r} in rows")
-    p = paired([cand[s] for s in seeds], [base[s] for s in seeds], higher_is_better=higher_is_better)
-
-    def name(value: Any) -> str:
-        return f"{key} {value}" if isinstance(value, int) else str(value)
-
-    interval = f"95% interval {p['low']:+.4f} to {p['high']:+.4f}" if p["n"] > 1 else "one seed, no interval"
-    text = (
-        f"{metric} of {name(candidate)} vs {name(baseline)}: {p['diff']:+.4f} (mean over {p['n']} seeds, "
-        f"better in {p['wins']} of {p['n']}; {interval}) -> {p['verdict']}"
-    )
-    return {"metric": metric, "candidate": candidate, "baseline": baseline,
-            "diffs": [cand[s] - base[s] for s in seeds], **p, "n_better": p["wins"], "text": text}  # fmt: skip
-
-
-def _pm(mean: float, std: float, digits: int = 4) -> str:
-    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _cells(entry: dict[str, Any], metrics: Sequence[str]) -> list[str]:
-    """``mean ± std`` of each metric of a :func:`summarize` entry."""
-    return [_pm(entry[f"{m}_mean"], entry[f"{m}_std"]) for m in metrics]
-
-
-def tables(results: dict[str, Any]) -> dict[str, Table]:
-    """The tables of the results of :func:`run_applications` (or the JSON the command line writes), as
-    :class:`~sdkit.book.trend_experiments.Table` (HTML in a notebook, Markdown as text): ``compression``,
-    ``generalization``, ``noise``, ``fgsm`` and ``calibration``. Cells are mean ± sample std over seeds; the
-    robustness tables add each student's difference from generation 0 with its verdict, ``-0.0036 (worse)``."""
-    out: dict[str, Table] = {}
-    comp = results["compression"]
-    size = {"teacher": comp["teacher"], "alone": comp["student"], "distilled": comp["student"]}
-    rows = []
-    test = ("accuracy", "nll", "ece")
-    for r in comp["summary"]:
-        info = size[r["role"]]
-        rows.append([f"{r['role']} ({info['model']} x{info['width']:g})", f"{info['parameters']:,}",
-                     f"{info['state_dict_bytes'] / 1024:.1f}", *_cells(r, test), r["n"]])  # fmt: skip
-    out["compression"] = Table(["model", "params", "KiB", "test acc", "test NLL", "test ECE", "seeds"], rows)
-    rows = [
-        [f"gen {r['generation']}" + (" (teacher)" if r["generation"] == 0 else ""), *_cells(r, test),
-         f"{r['seconds_mean']:.1f}", r["n"]]
-        for r in results["generalization"]["summary"]
-    ]  # fmt: skip
-    out["generalization"] = Table(["model", "test acc", "test NLL", "test ECE", "train s", "seeds"], rows)
-    rob = results["robustness"]
-    for name, points, symbol in (("noise", rob["sigmas"], "sigma"), ("fgsm", rob["epsilons"], "eps")):
-        summary, comparisons = rob["summary"], rob[f"{name}_comparisons"]
-        header = [symbol] + [f"gen {r['generation']}" for r in summary]
-        header += [f"gen {c['candidate']} - gen 0" for c in comparisons[0]]
-        rows = []
-        for i, point in enumerate(points):
-            row = [f"{point:g}"] + [_pm(r[f"{name}_mean"][i], r[f"{name}_std"][i], 3) for r in summary]
-            rows.append(row + [f"{c['diff']:+.4f} ({c['verdict']})" for c in comparisons[i]])
-        out[name] = Table(header, rows)
-    cal = results["calibration"]
-    verdicts = {c["candidate"]: c["verdict"] for c in cal["comparisons"]}
-    rows = [[f"gen {r['generation']}", *_cells(r, ("ece", "nll")), verdicts.get(r["generation"], "(baseline)")]
-            for r in cal["summary"]]  # fmt: skip
-    out["calibration"] = Table(["model", "test ECE", "test NLL", "ECE vs gen 0"], rows)
-    return out
-
-
-def _side(value: Any) -> str:
-    """How a table names one side of a comparison: born-again generations (ints) as ``gen k``."""
-    return f"gen {value}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
-
-
-_METRIC_NAMES = {"accuracy": "accuracy", "nll": "NLL", "ece": "ECE"}
-
-
-def verdict_table(
-    comparisons: Sequence[dict[str, Any]],
-    *,
-    metrics: Sequence[str] | None = None,
-    claims: Sequence[str] | None = None,
-) -> Table:
-    """One row per comparison of :func:`compare_paired`: the two sides, the metric, the mean paired difference,
-    its 95% interval, the seeds won and the verdict. The same numbers as each comparison's ``text``, as a table.
-
-    ``metrics`` renames the metric column (one entry per comparison; by default the comparison's own metric);
-    ``claims`` adds a first column naming what each comparison tests.
-
-    >>> rows = [{"seed": s, "model": m, "acc": a} for s, m, a in [(0, "A", 0.80), (1, "A", 0.84), (0, "B", 0.83),
-    ...         (1, "B", 0.86)]]
-    >>> table = verdict_table([compare_paired(rows, "acc", key="model", candidate="B", baseline="A")])
-    >>> table.rows
-    [['B vs A', 'acc', '+0.0250', '[-0.0385, +0.0885]', '2/2', 'within noise']]
-    """
-    for name, labels in (("metrics", metrics), ("claims", claims)):
-        if labels is not None and len(labels) != len(comparisons):
-            raise ValueError(f"{name} needs one label per comparison ({len(comparisons)}), got {len(labels)}; "
-                             f"pass None to leave the column as it is")  # fmt: skip
-    rows = []
-    for i, c in enumerate(comparisons):
-        metric = metrics[i] if metrics is not None else _METRIC_NAMES.get(c["metric"], c["metric"])
-        ci = stats.interval(c) if c["n"] > 1 else "-"
-        row = [f"{_side(c['candidate'])} vs {_side(c['baseline'])}", metric, f"{c['diff']:+.4f}", ci,
-               f"{c['wins']}/{c['n']}", c["verdict"]]  # fmt: skip
-        rows.append(([claims[i]] if claims is not None else []) + row)
-    header = ["compared", "metric", "diff", "95% interval", "won", "verdict"]
-    return Table((["claim"] if claims is not None else []) + header, rows)
-
-
-def budget_table(cfg: dict[str, Any]) -> Table:
-    """A budget (:func:`budget`) as one row per experiment, in words: what is trained, on what, for how long.
-
-    >>> [row[0] for row in budget_table(budget("quick")).rows]
-    ['every experiment', 'compression', 'born-again', 'robustness']
-    """
-
-    def images(size: int | None) -> str:
-        return "all" if size is None else f"{size:,}"
-
-    def grid(values: Sequence[float]) -> str:
-        return ", ".join(f"{v:g}" for v in values)
-
-    teacher = f"{cfg['comp_teacher']} x{cfg['comp_teacher_width']:g}"
-    student = f"{cfg['comp_student']} x{cfg['comp_student_width']:g}"
-    rows = [
-        ["every experiment", f"{len(cfg['seeds'])} seeds, T={cfg['T']:g}, alpha={cfg['alpha']:g}, "
-         f"batch {cfg['batch_size']}, ECE over {cfg['n_bins']} bins"],
-        ["compression", f"{cfg['comp_dataset']}: teacher {teacher}, student {student}, {cfg['comp_epochs']} "
-         f"epochs; training images {images(cfg['comp_train_size'])}, validation {cfg['comp_val_fraction']:.0%}, "
-         f"test images {images(cfg['comp_test_size'])}"],
-        ["born-again", f"{cfg['ba_dataset']}: {cfg['ba_model']} x{cfg['ba_width']:g}, generations 0 to "
-         f"{cfg['ba_generations']} of {cfg['ba_epochs']} epochs each; training images "
-         f"{images(cfg['ba_train_size'])}, validation {cfg['ba_val_fraction']:.0%}, test images "
-         f"{images(cfg['ba_test_size'])}"],
-        ["robustness", f"noise sigma {grid(cfg['sigmas'])}; FGSM epsilon {grid(cfg['epsilons'])} (pixel units)"],
-    ]  # fmt: skip
-    return Table(["experiment", f"budget {cfg.get('name', '')!s}".strip()], rows)
-
-
-def provenance_table(result: dict[str, Any]) -> Table:
-    """Where a committed applications result (the JSON of :func:`main`) comes from: the command, the date, the
-    machine, the wall time, the size of each experiment's data."""
-
-    def split(data: dict[str, int]) -> str:
-        return ", ".join(f"{n:,} {part}" for part, n in data.items())
-
-    m = result["machine"]
-    rows = [
-        ["command", result["command"]],
-        ["date", result["date"]],
-        ["machine", f"{m['processor']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch thread(s), "
-                    f"torch {m['torch']}"],
-        ["wall time", f"{result['wall_seconds'] / 60:.1f} min on device {result['device']}, "
-                      f"budget {result['config']['name']}"],
-        ["compression data", split(result["compression"]["data"])],
-        ["born-again data", split(result["born_again"]["data"])],
-    ]  # fmt: skip
-    return Table(["run", "value"], rows)
 
 
 def count_runs(cfg: dict[str, Any]) -> int:

@@ -3,7 +3,7 @@
 
 A result file holds one row per method and seed (``rows``), a mean/std summary per method (``summary``), the
 command, the machine and the wall time. Every verdict here is the book's one rule,
-:func:`sdkit.book.experiments.compare_paired` against ``plain`` on the same seeds.
+:func:`sdkit.book.stats.compare_paired` against ``plain`` on the same seeds.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from ..evaluate import Table
 from . import stats
-from .experiments import compare_paired
+from .stats import compare_paired
 
 __all__ = [
     "METRICS", "load_family", "provenance_table", "family_table", "family_verdicts", "verdict_table",
@@ -84,7 +84,7 @@ def family_table(result: dict[str, Any]) -> Table:
 
 def family_verdicts(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """For every method but ``plain``, its comparisons with ``plain`` on the seeds both ran, one per entry of
-    :data:`METRICS` (accuracy, NLL, ECE), as :func:`sdkit.book.experiments.compare_paired` returns them."""
+    :data:`METRICS` (accuracy, NLL, ECE), as :func:`sdkit.book.stats.compare_paired` returns them."""
     methods = [m for m in _by_method(result) if m != "plain"]
     return {
         m: [compare_paired(result["rows"], metric, key="method", candidate=m, baseline="plain", higher_is_better=up)

@@ -133,7 +133,7 @@ def paired_table(
     comparison says) and the verdict.
 
     Each comparison is ``(label, p)`` with ``p`` from :func:`sdkit.book.stats.paired` (or
-    :func:`sdkit.book.experiments.compare_paired`): keys ``diff``, ``low``, ``high``, ``verdict`` and, for the
+    :func:`sdkit.book.stats.compare_paired`): keys ``diff``, ``low``, ``high``, ``verdict`` and, for the
     "won" column, ``wins`` and ``n``. Numbers are multiplied by ``scale`` (100 for percentage points) and shown
     with ``digits`` decimals and a sign; ``unit`` goes into the header.
 

@@ -20,7 +20,8 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 __all__ = [
-    "NO_VERDICT", "CONFIDENCE", "mean_std", "t_quantile", "paired", "verdict", "interval", "group", "summarize",
+    "NO_VERDICT", "CONFIDENCE", "mean_std", "t_quantile", "paired", "compare_paired", "verdict", "interval", "group",
+    "summarize",
 ]  # fmt: skip
 
 #: The verdict when fewer than two seeds give no interval.
@@ -112,6 +113,47 @@ def paired(candidate: Sequence[float], baseline: Sequence[float], *, higher_is_b
         "diff": diff, "se": se, "low": low, "high": high, "n": n, "wins": wins,
         "baseline_std": mean_std(baseline)[1], "verdict": verdict(low, high, n, higher_is_better=higher_is_better),
     }  # fmt: skip
+
+
+def compare_paired(
+    rows: Sequence[dict[str, Any]],
+    metric: str,
+    *,
+    key: str,
+    candidate: Any,
+    baseline: Any,
+    higher_is_better: bool = True,
+    index: int | None = None,
+) -> dict[str, Any]:
+    """Compare ``candidate`` with ``baseline`` (values of ``rows[i][key]``) on ``metric``, paired by ``seed``.
+
+    ``index`` picks one point of a list-valued metric (e.g. one noise level). Returns the per-seed differences
+    ``diffs`` and everything :func:`paired` gives (``diff``, the interval ``low``/``high``, ``wins``,
+    ``n``, ``baseline_std``, ``verdict``), plus ``text``, a one-line sentence built from those numbers.
+
+    >>> rows = [{"seed": s, "model": m, "acc": a} for s, m, a in [(0, "A", 0.80), (1, "A", 0.84), (0, "B", 0.83),
+    ...         (1, "B", 0.86)]]
+    >>> print(compare_paired(rows, "acc", key="model", candidate="B", baseline="A")["text"])
+    acc of B vs A: +0.0250 (mean over 2 seeds, better in 2 of 2; 95% interval -0.0385 to +0.0885) -> within noise
+    """
+    pick = (lambda r: r[metric]) if index is None else (lambda r: r[metric][index])
+    base = {r["seed"]: pick(r) for r in rows if r[key] == baseline}
+    cand = {r["seed"]: pick(r) for r in rows if r[key] == candidate}
+    seeds = [s for s in base if s in cand]
+    if not seeds:
+        raise ValueError(f"no seed has both {key}={candidate!r} and {key}={baseline!r} in rows")
+    p = paired([cand[s] for s in seeds], [base[s] for s in seeds], higher_is_better=higher_is_better)
+
+    def name(value: Any) -> str:
+        return f"{key} {value}" if isinstance(value, int) else str(value)
+
+    interval = f"95% interval {p['low']:+.4f} to {p['high']:+.4f}" if p["n"] > 1 else "one seed, no interval"
+    text = (
+        f"{metric} of {name(candidate)} vs {name(baseline)}: {p['diff']:+.4f} (mean over {p['n']} seeds, "
+        f"better in {p['wins']} of {p['n']}; {interval}) -> {p['verdict']}"
+    )
+    return {"metric": metric, "candidate": candidate, "baseline": baseline,
+            "diffs": [cand[s] - base[s] for s in seeds], **p, "n_better": p["wins"], "text": text}  # fmt: skip
 
 
 def interval(p: dict[str, Any], *, scale: float = 1.0, digits: int = 4) -> str:
