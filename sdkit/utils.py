@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -82,6 +83,8 @@ def check_seeds(seeds: Sequence[int], name: str = "seeds") -> list[int]:
     ValueError: seeds must be a sequence of distinct integer seeds, e.g. [0, 1, 2] or range(3); got seeds=3
     """
     fix = f"{name} must be a sequence of distinct integer seeds, e.g. [0, 1, 2] or range(3); got {name}={seeds!r}"
+    if isinstance(seeds, (torch.Tensor, np.ndarray)) and seeds.ndim == 1:  # torch.arange(3), np.arange(3)
+        seeds = seeds.tolist()
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
         raise ValueError(fix)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in seeds):

@@ -64,6 +64,19 @@ def test_atomic_torch_save_roundtrip(tmp_path):
     assert torch.equal(torch.load(tmp_path / "c.pt")["w"], torch.arange(3))
 
 
+def test_check_seeds_takes_sequences_of_distinct_integers_and_refuses_a_count():
+    import numpy as np
+
+    assert sdkit.utils.check_seeds((3, 1)) == [3, 1]  # order kept: the i-th seed is the i-th run
+    assert sdkit.utils.check_seeds(np.arange(3)) == sdkit.utils.check_seeds(torch.arange(3)) == [0, 1, 2]
+    assert all(type(s) is int for s in sdkit.utils.check_seeds(np.arange(2)))  # JSON-ready
+    for bad in (3, "012", [], [1, 1], [0.0, 1.0], [True], np.int64(2), torch.zeros(2, 2)):
+        with pytest.raises(ValueError, match=r"seeds must be a sequence of distinct integer seeds, e\.g\. \[0, 1, 2\]"):
+            sdkit.utils.check_seeds(bad)
+    with pytest.raises(ValueError, match="^generations must be"):  # the argument's own name
+        sdkit.utils.check_seeds(2, "generations")
+
+
 def test_pick_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
