@@ -21,7 +21,7 @@ from .evaluate import Table
 from .methods import born_again
 from .models import MODELS, build_model, count_parameters, pick_device
 from .train import TrainingDiverged
-from .utils import write_result
+from .utils import check_seeds, write_result
 
 
 class UsageError(Exception):
@@ -99,14 +99,11 @@ def _method_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``--seeds 0,1,2`` as ``(0, 1, 2)``: the argparse type of every sdkit command line that takes seeds."""
     try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+        return tuple(check_seeds([int(s) for s in text.split(",") if s.strip()]))  # the library's one seed check
     except ValueError:
-        seeds = ()
-    if not seeds or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(
             f"--seeds takes distinct integers separated by commas, e.g. 0,1,2; got {text!r}"
-        )
-    return seeds
+        ) from None
 
 
 def _table(rows: list[dict]) -> Table:

@@ -228,7 +228,7 @@ def run_cell(name: str, budget: str = "quick", *, methods: Sequence[str] = METHO
     rows: list[dict[str, Any]] = []
     for seed in seeds:
         rows += _run_seed(name, spec, cfg, seed, methods, device, log)
-    config = {k: list(v) if k == "seeds" else v for k, v in cfg.items() if k not in ("cells", "live")}
+    config = {k: v for k, v in cfg.items() if k not in ("cells", "live")} | {"seeds": seeds}
     result = {"cell": name, "spec": spec, "budget": budget, "config": config, "methods": list(methods),
               "seeds": seeds, "rows": rows}  # fmt: skip
     result = stamped(result, seconds=time.perf_counter() - start, device=device, command=command)
