@@ -218,14 +218,17 @@ def _cpu_model() -> str:
 
 
 def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
-    """A short description of where a result was measured: platform, CPU model and count, torch threads, the
+    """A short description of where a result was measured: platform, CPU model, the kernels torch picked for it
+    (``cpu_capability``: AVX2, AVX512, ...; results round differently across them) and count, torch threads, the
     1/5/15-minute load averages when it was called (a busy machine inflates wall times), versions, and the GPU.
     The ``gpu`` key is there only when ``device`` is a CUDA device.
 
     >>> import platform
     >>> info = machine_info()
-    >>> sorted(info)
-    ['cpu_count', 'cpu_model', 'load_average', 'platform', 'processor', 'python', 'torch', 'torch_threads']
+    >>> sorted(info)[:4]
+    ['cpu_capability', 'cpu_count', 'cpu_model', 'load_average']
+    >>> sorted(info)[4:]
+    ['platform', 'processor', 'python', 'torch', 'torch_threads']
     >>> info["torch"] == torch.__version__, info["python"] == platform.python_version()
     (True, True)
     """
@@ -233,6 +236,7 @@ def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch runs: their rounding differs
         "cpu_count": os.cpu_count(),
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "torch_threads": torch.get_num_threads(),

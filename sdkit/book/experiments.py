@@ -313,18 +313,27 @@ def run_born_again(cfg: dict[str, Any], device: str | torch.device = "auto", log
     }
 
 
-def run_applications(cfg: dict[str, Any], device: str | torch.device = "auto", log: Log = print) -> dict[str, Any]:
-    """Every applications experiment under one budget: ``{"compression": ..., **run_born_again(...)}``."""
+#: The two experiments of :func:`run_applications`, in the order they run.
+SECTIONS = ("compression", "born_again")
+
+
+def run_applications(cfg: dict[str, Any], device: str | torch.device = "auto", log: Log = print,
+                     sections: Sequence[str] = SECTIONS) -> dict[str, Any]:  # fmt: skip
+    """The applications experiments under one budget: ``{"compression": ..., **run_born_again(...)}``, or only
+    those in ``sections`` (a slice: the reproduction check re-runs one of them)."""
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
     started = time.perf_counter()
-    compression = run_compression(cfg, device, log)
-    born = run_born_again(cfg, device, log)
-    born_wall = born.pop("wall_seconds")
-    return {
-        "compression": compression,
-        "born_again": {"data": born.pop("data"), "model": born.pop("model"), "wall_seconds": born_wall},
-        **born,
-        "wall_seconds": time.perf_counter() - started,
-    }
+    out: dict[str, Any] = {}
+    if "compression" in sections:
+        out["compression"] = run_compression(cfg, device, log)
+    if "born_again" in sections:
+        born = run_born_again(cfg, device, log)
+        born_wall = born.pop("wall_seconds")
+        out["born_again"] = {"data": born.pop("data"), "model": born.pop("model"), "wall_seconds": born_wall}
+        out.update(born)
+    return {**out, "wall_seconds": time.perf_counter() - started}
 
 
 # ---------------------------------------------------------------------------------------------------- command line
@@ -356,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     app.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     app.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a budget entry")
+    app.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these")
     args = parser.parse_args(argv)
     try:
         if args.threads is not None:
@@ -368,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sdkit.book.experiments: error: {err}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    results = run_applications(cfg, device, log=print)
+    results = run_applications(cfg, device, log=print, sections=args.sections)
     out = {"device": str(device), "config": cfg, **{k: v for k, v in results.items() if k != "wall_seconds"}}
     out = stamped(out, seconds=time.perf_counter() - started, device=device,
                   command="python -m sdkit.book.experiments " + shlex.join(argv))  # fmt: skip

@@ -55,14 +55,16 @@ def model_maker(name: str, data: Data, width: float = 1.0) -> Callable[[int], nn
 
 
 def train_timed(model: nn.Module, data: Data, spec: dict[str, Any], seed: int, **kwargs: Any) -> tuple[History, float]:
-    """Train ``model`` in place for ``spec["epochs"]`` on the CPU (``kwargs`` go to :func:`sdkit.train`, e.g. a
-    teacher); returns the history and the wall time in seconds, validation included."""
+    """Train ``model`` in place for ``spec["epochs"]`` at ``spec["lr"]`` (else sdkit's default) on the CPU
+    (``kwargs`` go to :func:`sdkit.train`, e.g. a teacher); returns the history and the wall time in seconds,
+    validation included."""
     start = time.perf_counter()
     history = train(
         model,
         data,
         epochs=spec["epochs"],
         batch_size=spec.get("batch_size", 128),
+        lr=spec.get("lr"),
         augment=spec.get("augment", True),
         device=CPU,
         seed=seed,
