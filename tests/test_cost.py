@@ -11,8 +11,6 @@ from sdkit.book import chapter_budgets, cost
 from sdkit.book.cost_model import DeviceModel, Run, fit_device, forward_flops, work
 
 CHAPTER_LIMIT_S, BOOK_LIMIT_S = 180.0, 900.0
-#: chapters whose full budget is still over the limit, with why (strict: the test fails once they fit)
-OVER_LIMIT = {"07_trends": "chapter 07 is being fixed elsewhere (issue 19, tabular divergence); resized with it"}
 
 
 def _linear_flops(model: torch.nn.Module) -> float:
@@ -103,16 +101,13 @@ def test_describe_states_images_and_both_times():
 
 @pytest.mark.parametrize("chapter", cost.CHAPTERS)
 def test_each_chapter_in_full_mode_fits_three_minutes_on_one_gpu(chapter):
-    if chapter in OVER_LIMIT:
-        pytest.xfail(OVER_LIMIT[chapter])
     seconds = cost.estimate(chapter, "full").gpu_seconds
     assert seconds <= CHAPTER_LIMIT_S, f"{chapter}: {seconds:.0f} s > {CHAPTER_LIMIT_S:.0f} s; resize its budget"
 
 
 def test_the_whole_book_in_full_mode_fits_fifteen_minutes_on_one_gpu():
     seconds = {c: cost.estimate(c, "full").gpu_seconds for c in cost.CHAPTERS}
-    capped = {c: min(s, CHAPTER_LIMIT_S) if c in OVER_LIMIT else s for c, s in seconds.items()}
-    assert sum(capped.values()) <= BOOK_LIMIT_S, seconds
+    assert sum(seconds.values()) <= BOOK_LIMIT_S, seconds
 
 
 def test_full_budgets_keep_the_real_experiment_sizes():

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,17 +232,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdkit.book.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", help="committed result files (default: all of them)")
     parser.add_argument("--out", help="write the report as JSON to this file")
+    parser.add_argument("--jobs", type=int, default=1, help="slices run at once (each with its recorded threads)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be a positive integer, got {args.jobs}")
     files = [Path(f).resolve() for f in args.files] or committed_files()
     print(f"this machine: {machine_info()['cpu_model']}, capability {torch.backends.cpu.get_cpu_capability()}")
-    reports = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in files:
-            report = check(path, Path(tmp))
-            reports.append(report)
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(check, path, Path(tmp)) for path in files]  # each slice is its own process
+        for future in as_completed(futures):
+            report = future.result()
             bad = [x for x in report["lines"] if not x["ok"]]
             print(f"{report['file']}: {report['mode']}, {'ok' if report['ok'] else 'DOES NOT REPRODUCE'} "
                   f"({report['seconds']:.0f} s) {bad[:3] if bad else ''}", flush=True)  # fmt: skip
+        reports = [f.result() for f in futures]
     print(summary_table(reports))
     if args.out:
         atomic_write_json(args.out, {"reports": reports})
