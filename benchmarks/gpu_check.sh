@@ -12,7 +12,7 @@ log="$out/gpu_check.log"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
   echo "== tests that touch CUDA paths"
-  timeout 150 python -m pytest -q -p no:cacheprovider tests/test_utils.py tests/test_train.py -x -k "not resume" \
+  timeout 150 python -m pytest -q -p no:cacheprovider tests/test_utils.py tests/test_train.py tests/test_step_ops.py -x -k "not resume" \
     || echo "TESTS FAILED"
   echo "== throughput: naive DataLoader loop vs sdkit, full Fashion-MNIST"
   timeout 150 python benchmarks/throughput.py --device cuda --train-size 54000 --epochs 2 --out "$out/gpu_throughput.json"
