@@ -214,9 +214,9 @@ class BatchLoader:
         if len(split) == 0:
             raise ValueError("the split is empty: a BatchLoader needs at least one sample")
         self.device = torch.device(device)
-        self.x = split.x.to(self.device)
-        if channels_last:
-            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        # in one copy: .to(device) then .contiguous(channels_last) would hold the split twice on the device at once
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.x = split.x.to(self.device, memory_format=layout)
         self.y = split.y.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.augment = augment if augment is not None and (augment.crop_padding or augment.flip) else None
