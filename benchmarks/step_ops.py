@@ -40,6 +40,16 @@ if str(Path(__file__).resolve().parent) not in sys.path:
 import peers  # noqa: E402
 
 VARIANTS = ("sdkit", "sdkit-cuda-path", "box", "box-cl", "box-foreach", "box-cl-foreach")
+#: how the Performance page names each variant, and the mode of peers.py that times the same loop on the CPU
+LABELS = {
+    "sdkit": "sdkit.train (on the CPU: each step's loss checked)",
+    "sdkit-cuda-path": "sdkit.train as it runs on CUDA",
+    "box": "torchdistill's box fed sdkit's batches, NCHW",
+    "box-cl": "  the same, channels_last",
+    "box-foreach": "  NCHW, optimizer foreach (its CUDA default)",
+    "box-cl-foreach": "  channels_last, optimizer foreach",
+}
+TIMED = {"sdkit": "sdkit", "box": "torchdistill-fed", "box-cl": "torchdistill-fed-cl"}
 #: the job: peers.py's model and objective on the bundled Fashion-MNIST sample, 3 and 6 steps of batch 128
 JOB = {"dataset": "fashion-mnist-sample", "model": "cnn", "width": 0.5, "batch_size": 128, "T": 4.0, "alpha": 0.9}
 
