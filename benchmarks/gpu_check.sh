@@ -30,7 +30,7 @@ if (( dry )); then
 else
   out="${OUT:-benchmarks/results}"
   device=cuda mode=full chapters="" dataset=fashion-mnist
-  tests="tests/test_utils.py tests/test_train.py tests/test_models.py tests/test_cost.py"
+  tests="tests/test_utils.py tests/test_train.py tests/test_step_ops.py tests/test_models.py tests/test_cost.py"
   bench="--train-size 20000 --epochs 2" throughput_tasks=""
   headline="$HEADLINE_ARGS"
   [[ -d "$SDKIT_DATA/fashion-mnist" ]] && headline="$headline --data-root $SDKIT_DATA/fashion-mnist"

@@ -23,7 +23,7 @@ import torch
 
 from .losses import check_positive_int
 
-__all__ = ["Augment", "Split", "Data", "Batch", "BatchLoader", "augment_batch"]
+__all__ = ["Augment", "Split", "Data", "Batch", "BatchLoader", "augment_batch", "to_device"]
 
 
 @dataclass(frozen=True)
@@ -140,20 +140,39 @@ def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator)
               [ 0.,  0.,  0.,  0.]]]])
     """
     n, c, h, w = x.shape
+    p = augment.crop_padding
+    shifts = [torch.randint(0, 2 * p + 1, (n,), generator=generator) for _ in range(2)] if p else []
+    flips = [torch.rand(n, generator=generator) < 0.5] if augment.flip else []
+    draws = to_device(shifts + flips, x.device)
     if augment.crop_padding:
-        p = augment.crop_padding
         padded = torch.nn.functional.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+        dy, dx = draws[0], draws[1]
         rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
         batch = torch.arange(n, device=x.device)[:, None, None, None]
         channel = torch.arange(c, device=x.device)[None, :, None, None]
         x = padded[batch, channel, rows, cols]
     if augment.flip:
-        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        x = torch.where(draws[-1][:, None, None, None], x.flip(-1), x)
     return x
+
+
+def to_device(tensors: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """CPU tensors on ``device`` without a host sync: on CUDA one asynchronous copy of them all from pinned
+    memory (a plain ``.to("cuda")`` of pageable memory waits for its copy, and the host with it, every batch),
+    each back in its shape and dtype; on the CPU the tensors themselves.
+
+    >>> to_device([torch.tensor([1, 2]), torch.tensor([True])], torch.device("cpu"))
+    [tensor([1, 2]), tensor([True])]
+    """
+    if device.type == "cpu" or not tensors:
+        return list(tensors)
+    if device.type != "cuda":
+        return [t.to(device) for t in tensors]
+    sizes = [t.numel() for t in tensors]
+    flat = torch.cat([t.reshape(-1) for t in tensors]).pin_memory().to(device, non_blocking=True)
+    parts = [part.view(t.shape) for part, t in zip(flat.split(sizes), tensors, strict=True)]
+    return [part if part.dtype == t.dtype else part.to(t.dtype) for part, t in zip(parts, tensors, strict=True)]
 
 
 class BatchLoader:
@@ -195,9 +214,9 @@ class BatchLoader:
         if len(split) == 0:
             raise ValueError("the split is empty: a BatchLoader needs at least one sample")
         self.device = torch.device(device)
-        self.x = split.x.to(self.device)
-        if channels_last:
-            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        # in one copy: .to(device) then .contiguous(channels_last) would hold the split twice on the device at once
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.x = split.x.to(self.device, memory_format=layout)
         self.y = split.y.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.augment = augment if augment is not None and (augment.crop_padding or augment.flip) else None
@@ -219,7 +238,7 @@ class BatchLoader:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         if self.world_size > 1:
             order = order[self.rank :: self.world_size][: self._shard_size()]
-        order = order.to(self.device)
+        (order,) = to_device([order], self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
             x = self.x[index]

@@ -31,8 +31,10 @@ once gave ``kd_loss = -15.5`` at ``T = 1e4`` for a true value of 0.4.
 
 The public functions validate their input with the ``check_*`` functions at the end of this module, which the
 rest of sdkit shares: each raises ``ValueError`` (``TypeError`` for a wrong type) naming the argument, the value
-and the fix. The training loop calls the ``_unchecked``
-versions after validating its data once, because value checks on a GPU tensor force a host synchronisation.
+and the fix. The training loop calls the ``_unchecked`` versions after validating its data
+once, because value checks on a GPU tensor force a host synchronisation; their distillation term is fused into one
+autograd node with its gradient in closed form (:class:`_FusedKL`), the public functions go through autograd term
+by term (so higher derivatives work), and the two agree to float rounding.
 """
 
 from __future__ import annotations
@@ -116,10 +118,6 @@ def _kl_terms(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return torch.where(u <= 1.0, near, far)
 
 
-def _kd_loss_unchecked(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
-    return _kd_loss_from_log_probs(student_logits, F.log_softmax(_upcast(teacher_logits) / T, dim=-1), T)
-
-
 def _kd_loss_from_log_probs(student_logits: torch.Tensor, log_q: torch.Tensor, T: float) -> torch.Tensor:
     """``T^2 * KL(q || softmax(s / T))`` for a target given as log-probabilities ``log_q`` (used as it is)."""
     log_p = F.log_softmax(_upcast(student_logits) / T, dim=-1)
@@ -130,18 +128,47 @@ def _kd_loss_from_log_probs(student_logits: torch.Tensor, log_q: torch.Tensor, T
     return (T * T) * _kl_terms(log_p, log_q).sum() / batch
 
 
-def _distillation_loss_unchecked(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    targets: torch.Tensor,
-    T: float,
-    alpha: float,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    hard = F.cross_entropy(_upcast(student_logits), targets, label_smoothing=label_smoothing)
-    if alpha == 0.0:
-        return hard
-    return (1.0 - alpha) * hard + alpha * _kd_loss_unchecked(student_logits, teacher_logits, T)
+class _FusedKL(torch.autograd.Function):
+    """``scale * sum KL(q || softmax(s / T))`` with its gradient in closed form, ``scale * (p - q) / T``: the
+    non-negative terms of :func:`_kl_terms` as one autograd node instead of some twenty, its backward one product
+    (a launch-bound GPU step pays per operator: benchmarks/step_ops.py). For a target without a gradient; agrees
+    with :func:`_kd_loss_from_log_probs` to float rounding (tests/test_losses.py). Without autograd, neither branch
+    needs clamping: the one :func:`torch.where` discards may overflow harmlessly."""
+
+    @staticmethod
+    def forward(ctx, student_logits: torch.Tensor, log_q: torch.Tensor, T: float, scale: float) -> torch.Tensor:
+        log_p = F.log_softmax(student_logits / T, dim=-1)
+        u = log_p - log_q
+        q = log_q.exp()
+        p_minus_q = log_p.exp() - q
+        near = q * (torch.expm1(u) - u)  # u <= 1: as in _kl_terms
+        far = torch.addcmul(p_minus_q, q, u, value=-1.0)  # u > 1: p - (1 + u) q >= (1 - 2/e) p, never negative
+        ctx.save_for_backward(p_minus_q)
+        ctx.factor = scale / T
+        return torch.where(u <= 1.0, near, far).sum() * scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        return ctx.saved_tensors[0] * (grad * ctx.factor), None, None, None  # scale * (p - q) / T
+
+
+def _kd_loss_unchecked(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float,
+                       weight: float = 1.0) -> torch.Tensor:  # fmt: skip
+    """The training loop's ``weight * T^2 * KL(softmax(t/T) || softmax(s/T))`` ('batchmean'): fused
+    (:class:`_FusedKL`) unless the teacher's logits need a gradient too (a detached copy does not)."""
+    s, log_q = _upcast(student_logits), F.log_softmax(_upcast(teacher_logits) / T, dim=-1)
+    if log_q.requires_grad:
+        return weight * _kd_loss_from_log_probs(s, log_q, T)
+    batch = s.shape[0] if s.dim() > 1 else 1
+    return _FusedKL.apply(s, log_q.to(s.dtype), T, weight * T * T / batch)
+
+
+def _distillation_loss_unchecked(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+                                 T: float, alpha: float, label_smoothing: float = 0.0) -> torch.Tensor:  # fmt: skip
+    """The training loop's objective (no checks; see the module docstring): the distillation term fused."""
+    s = _upcast(student_logits)  # once: under autocast each upcast is a kernel
+    hard = F.cross_entropy(s, targets, label_smoothing=label_smoothing)
+    return hard if alpha == 0.0 else torch.add(_kd_loss_unchecked(s, teacher_logits, T, alpha), hard, alpha=1 - alpha)
 
 
 def _check_inputs(student_logits: torch.Tensor, target: torch.Tensor, target_name: str, T: float) -> float:
@@ -177,7 +204,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     tensor(0.)
     """
     T = _check_inputs(student_logits, teacher_logits, "teacher_logits", T)
-    return _kd_loss_unchecked(student_logits, teacher_logits, T)
+    return _kd_loss_from_log_probs(student_logits, F.log_softmax(_upcast(teacher_logits) / T, dim=-1), T)
 
 
 def distillation_loss(
@@ -202,7 +229,9 @@ def distillation_loss(
     targets = check_labels(targets, student_logits.shape[-1], student_logits.shape[0]).long()  # any integer dtype
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must lie in [0, 1), got label_smoothing={label_smoothing!r}")
-    return _distillation_loss_unchecked(student_logits, teacher_logits, targets, T, alpha, label_smoothing)
+    hard = F.cross_entropy(_upcast(student_logits), targets, label_smoothing=label_smoothing)
+    log_q = F.log_softmax(_upcast(teacher_logits) / T, dim=-1)  # every term through autograd: see the module doc
+    return hard if alpha == 0.0 else (1.0 - alpha) * hard + alpha * _kd_loss_from_log_probs(student_logits, log_q, T)
 
 
 class _TemperatureLoss(nn.Module):

@@ -65,6 +65,21 @@ def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
+class GlobalAvgPool(nn.Module):
+    """Global average pooling to ``(N, C)``: ``x.mean((-2, -1))``, the same numbers as ``AdaptiveAvgPool2d(1)``
+    followed by ``Flatten()``. Its gradient is one expand and a division in either memory format, where flattening
+    a pooled channels_last tensor goes back through an ``as_strided`` copy (six more operators per step, which a
+    launch-bound GPU step pays for; counted in benchmarks/step_ops.py).
+
+    >>> x = torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+    >>> torch.equal(GlobalAvgPool()(x), nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())(x))
+    True
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((-2, -1))
+
+
 class SmallCNN(nn.Module):
     """conv-pool, conv-pool, conv, global average pool, linear. Works from 8x8 inputs upwards.
 
@@ -84,8 +99,7 @@ class SmallCNN(nn.Module):
             *_conv_bn(c1, c2),
             nn.MaxPool2d(2),
             *_conv_bn(c2, c3),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
+            GlobalAvgPool(),
         )
         self.classifier = nn.Linear(c3, num_classes)
 
@@ -155,19 +169,15 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
             c_in = c_out
         self.stages = nn.ModuleList(stages)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.pool = GlobalAvgPool()
         self.classifier = nn.Linear(widths[-1], num_classes)
         self.aux_heads = nn.ModuleList()
         if aux_heads:
             for i, c in enumerate(widths[:-1]):
                 stride = 2 ** (len(widths) - 1 - i)
                 conv = nn.Conv2d(c, widths[-1], 3, stride, 1, bias=False)
-                features = nn.Sequential(conv, nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True), self._pool())
+                features = nn.Sequential(conv, nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True), GlobalAvgPool())
                 self.aux_heads.append(nn.ModuleDict({"features": features, "fc": nn.Linear(widths[-1], num_classes)}))
-
-    @staticmethod
-    def _pool() -> nn.Module:
-        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
     def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, AuxOutputs]:
         x = self.stem(x)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .data import BatchLoader, Data, Split
 from .dataloader import DataLoaderAdapter
+from .diverged import TrainingDiverged, raise_diverged
 from .evaluate import accuracy, predict
 from .losses import check_positive_int
 from .methods import Method, TrainContext, objective
@@ -112,11 +113,21 @@ class History:
 
 
 def _optimizer(config: TrainConfig, params, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """The optimizer and its per-step learning-rate schedule."""
-    lr, weight_decay = config.lr, config.weight_decay
+    """The optimizer and its per-step learning-rate schedule.
+
+    Every parameter is updated by one operator per step, not one per parameter: SGD fused where torch has the
+    kernel (moves the weights at float rounding level against the per-parameter loop, 1e-8 after ten steps),
+    else ``foreach``; AdamW ``foreach`` (bit-identical to the loop; its fused kernel is not, by far more).
+    """
+    params, lr, weight_decay = list(params), config.lr, config.weight_decay
+    if config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=lr or 3e-3, weight_decay=weight_decay, foreach=True)
+        return optimizer, _schedule(config.schedule, optimizer, total_steps)
     sgd = dict(lr=lr or 0.1, momentum=config.momentum, nesterov=True, weight_decay=weight_decay)
-    optimizer = torch.optim.SGD(params, **sgd) if config.optimizer == "sgd" else torch.optim.AdamW(
-        params, lr=lr or 3e-3, weight_decay=weight_decay)  # fmt: skip
+    try:
+        optimizer = torch.optim.SGD(params, **sgd, fused=True)
+    except (TypeError, RuntimeError, ValueError):  # torch < 2.4 on the CPU, or a device without the kernel
+        optimizer = torch.optim.SGD(params, **sgd, foreach=True)
     return optimizer, _schedule(config.schedule, optimizer, total_steps)
 
 
@@ -131,22 +142,14 @@ def _schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-class TrainingDiverged(FloatingPointError):
-    """The loss (or the weights) became NaN or infinite at ``epoch``, ``step`` (None: checked per epoch)."""
-
-    def __init__(self, message: str, *, epoch: int, step: int | None, loss: float) -> None:
-        super().__init__(message)
-        self.epoch, self.step, self.loss = epoch, step, loss
-
-
 class DivergenceGuard:
     """Stops training at the first non-finite loss, before a NaN model is validated, kept or checkpointed.
 
-    On the CPU every step's loss is checked before its backward pass (``bool(torch.isfinite(loss))`` is free
-    there); on CUDA or MPS that would sync the host every step, so :meth:`check_epoch` checks the epoch's summed
-    loss, which one NaN step poisons, and the weights, once. On failure the model gets back the weights ``train``
-    would have returned so far (``best_state``), an earlier checkpoint is never overwritten, and
-    :class:`TrainingDiverged` names the epoch, step and learning rate.
+    On the CPU every step's loss is checked before its backward pass (``loss.item()`` is free there); on CUDA or
+    MPS that would sync the host every step, so :meth:`check_epoch` checks the epoch's summed loss, which one NaN
+    step poisons, and the weights, in the epoch's one host sync (``every_step`` overrides the choice). On failure
+    the model gets back the weights ``train`` would have returned so far (``best_state``), an earlier checkpoint is
+    never overwritten, and :class:`TrainingDiverged` names the epoch, step and learning rate.
 
     >>> model = nn.Linear(2, 2)
     >>> guard = DivergenceGuard(model, torch.optim.SGD(model.parameters(), lr=100.0), None, torch.device("cpu"))
@@ -159,46 +162,37 @@ class DivergenceGuard:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, history: Any, device: torch.device, *,
-                 temperature: float | None = None, checkpoint: str | os.PathLike | None = None) -> None:  # fmt: skip
+                 temperature: float | None = None, checkpoint: str | os.PathLike | None = None,
+                 every_step: bool | None = None) -> None:  # fmt: skip
         self.model, self.optimizer, self.history = model, optimizer, history
         self.temperature, self.checkpoint = temperature, checkpoint
-        self.every_step = device.type == "cpu"
+        self.every_step = device.type == "cpu" if every_step is None else every_step
         self._epoch, self._step = -1, 0
 
     def check_loss(self, loss: torch.Tensor, epoch: int, best_state: dict[str, Any] | None) -> None:
         """Call with every step's loss, before ``backward``; raises at the first non-finite one (CPU only)."""
         self._epoch, self._step = epoch, self._step + 1 if epoch == self._epoch else 0
-        if self.every_step and not bool(torch.isfinite(loss.detach()).all()):
-            self._fail(float(loss.detach().float().mean()), epoch, self._step, best_state)
+        if self.every_step:  # loss.item(): one operator for a scalar loss (a step pays per operator launched)
+            value = loss.item() if loss.numel() == 1 else float(loss.detach().float().mean())
+            if not math.isfinite(value):
+                raise_diverged(self, value, epoch, self._step, best_state)
 
-    def check_epoch(self, train_loss: float, epoch: int, best_state: dict[str, Any] | None) -> None:
-        """Call once an epoch has trained, before validation and the checkpoint: its loss and the weights."""
-        if not math.isfinite(train_loss):
-            self._fail(train_loss, epoch, None, best_state)
+    def check_epoch(
+        self, loss: float | torch.Tensor, epoch: int, best_state: dict[str, Any] | None, steps: int = 1
+    ) -> float:
+        """Call once an epoch has trained, before validation and the checkpoint: the loss summed over its ``steps``
+        (a float, or a tensor on the device) and the weights. Returns the mean loss ``loss / steps`` as a float,
+        read in the same one host sync as the weights' check."""
         params = [p.detach() for p in self.model.parameters()]
-        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):  # one sync
-            self._fail(train_loss, epoch, None, best_state, what="the weights are not finite")
-
-    def _fail(self, loss: float, epoch: int, step: int | None, best: dict[str, Any] | None, what: str = "") -> None:
-        what = what or f"the loss is {loss}"
-        T = f"the temperature T={self.temperature}" if self.temperature is not None else ""
-        if epoch == 0 and step == 0:  # nothing was updated yet: the learning rate cannot be the cause
-            cause = "The very first loss is not finite, before any update: check the data (input scale, labels)"
-            cause += " and the model" + (f", and {T}" if T else "")
-        else:
-            cause = "The likely cause is a learning rate too high for this model: lower lr"
-            cause += f", or check {T} (a small T makes the soft targets extreme)" if T else ""
-            cause += ", or check the data (input scale, labels)"
-        kept = " No epoch finished: the model is not trained (its weights may be NaN); build a new one."
-        if best is not None:
-            self.model.load_state_dict(best)
-            self.model.eval()
-            kept = f" The model holds the weights of epoch {self.history.best_epoch}, the ones train keeps so far"
-            kept += f"; the checkpoint {self.checkpoint} still holds the last good epoch." if self.checkpoint else "."
-        where = f"epoch {epoch}, step {step}" if step is not None else f"epoch {epoch} (checked once per epoch)"
-        lr = self.optimizer.param_groups[0]["lr"]
-        raise TrainingDiverged(f"training diverged: {what} at {where} (learning rate {lr:g}). {cause}.{kept}",
-                               epoch=epoch, step=step, loss=loss)  # fmt: skip
+        flags = [torch.stack([torch.isfinite(p).all() for p in params]).all()] if params else []
+        on_device = ([loss.detach().reshape(())] if isinstance(loss, torch.Tensor) else []) + flags
+        synced = torch.stack([t.float() for t in on_device]).tolist() if on_device else []  # the one host sync
+        train_loss = (synced[0] if isinstance(loss, torch.Tensor) else float(loss)) / steps
+        if not math.isfinite(train_loss):
+            raise_diverged(self, train_loss, epoch, None, best_state)
+        if flags and not synced[-1]:
+            raise_diverged(self, train_loss, epoch, None, best_state, what="the weights are not finite")
+        return train_loss
 
 
 def train(
@@ -345,8 +339,9 @@ def _fit(run: _Run, config: TrainConfig, progress: bool, desc: str, checkpoint, 
     bar = tqdm(range(first_epoch, epochs), desc=desc, disable=quiet, leave=False, initial=first_epoch, total=epochs)
     for epoch in bar:
         start = time.perf_counter()
-        train_loss = _train_epoch(run, epoch, guard, best["model"])
-        guard.check_epoch(train_loss, epoch, best["model"])  # before validation, the best weights and the checkpoint
+        loss_sum = _train_epoch(run, epoch, guard, best["model"])
+        # the epoch's one host sync, before validation, the best weights and the checkpoint
+        train_loss = guard.check_epoch(loss_sum, epoch, best["model"], steps=len(run.loader))
         if run.device.type == "cuda":
             torch.cuda.synchronize(run.device)
         seconds = time.perf_counter() - start
@@ -369,8 +364,8 @@ def _fit(run: _Run, config: TrainConfig, progress: bool, desc: str, checkpoint, 
     return history
 
 
-def _train_epoch(run: _Run, epoch: int, guard: DivergenceGuard, best_state: dict | None) -> float:
-    """One pass over the training batches; returns the mean training loss (the epoch's one host sync)."""
+def _train_epoch(run: _Run, epoch: int, guard: DivergenceGuard, best_state: dict | None) -> torch.Tensor:
+    """One pass over the training batches; returns the summed loss, on the device: no host sync on CUDA."""
     run.model.train()
     loss_sum = torch.zeros((), device=run.device)
     for batch in run.loader:
@@ -385,13 +380,14 @@ def _train_epoch(run: _Run, epoch: int, guard: DivergenceGuard, best_state: dict
         run.optimizer.step()
         run.scheduler.step()
         run.method.after_step(run.model)
-        loss_sum += loss.detach()
+        with torch.no_grad():  # one operator: no detach
+            loss_sum += loss
     run.method.end_epoch(run.model, epoch)
     if run.world_size > 1:
         from .distributed import average_across_ranks
 
         average_across_ranks(run.model, loss_sum, run.world_size)
-    return float(loss_sum) / len(run.loader)
+    return loss_sum
 
 
 def _validate(run: _Run) -> dict[str, float]:

@@ -121,3 +121,32 @@ def test_bad_input_raises_clear_value_error(call, message):
     s, t, y = torch.zeros(2, 5), torch.zeros(2, 5), torch.tensor([0, 1])
     with pytest.raises(ValueError, match=message):
         call(s, t, y)
+
+
+@pytest.mark.parametrize("T", [0.05, 1.0, 4.0, 100.0])
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_the_training_loops_fused_distillation_loss_agrees_with_the_autograd_one(T, scale):
+    """The loop's objective (one autograd node for the KD term, its gradient in closed form) against the public
+    distillation_loss (every term through autograd): the same value and gradient to float rounding, also where
+    the teacher is extreme (p > e q: the far branch), never negative, and exactly 0 for identical logits."""
+    from sdkit.losses import _distillation_loss_unchecked, _kd_loss_unchecked
+
+    g = torch.Generator().manual_seed(0)
+    s = (scale * torch.randn(32, 10, generator=g)).requires_grad_()
+    t, y = scale * torch.randn(32, 10, generator=g), torch.randint(0, 10, (32,), generator=g)
+    fused = _distillation_loss_unchecked(s, t, y, T, 0.9)
+    (fused_grad,) = torch.autograd.grad(fused, s)
+    assert fused.grad_fn.next_functions[0][0].name() == "_FusedKLBackward"  # the fused path was taken
+    reference = sdkit.distillation_loss(s, t, y, T, 0.9)
+    (reference_grad,) = torch.autograd.grad(reference, s)
+    torch.testing.assert_close(fused, reference, rtol=1e-6, atol=0.0)
+    # against the float64 gradient: as close as the autograd one, up to rounding (p - q cancels at large T in both)
+    s64 = s.detach().double().requires_grad_()
+    (exact,) = torch.autograd.grad(sdkit.distillation_loss(s64, t.double(), y, T, 0.9), s64)
+    errors = [float((grad.double() - exact).abs().max() / exact.abs().max()) for grad in (fused_grad, reference_grad)]
+    assert errors[0] <= max(3 * errors[1], 1e-6), errors
+    assert float(_kd_loss_unchecked(s, s.detach(), T)) == 0.0
+    assert float(_kd_loss_unchecked(s, t, T)) >= 0.0
+    # a teacher logit that needs a gradient (a partner network) goes through autograd, and gets its gradient
+    t_grad = t.clone().requires_grad_()
+    assert torch.autograd.grad(_kd_loss_unchecked(s, t_grad, T), t_grad)[0].abs().sum() > 0

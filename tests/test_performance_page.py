@@ -61,3 +61,30 @@ def test_peers_tables_follow_the_measured_modes():
     assert rows["torchdistill, date"] == f"{PEERS['torchdistill']}, {PEERS['date'][:10]}"
     with pytest.raises(ValueError, match=r"labels has no entry for mode\(s\) \['sdkit'\]"):
         performance.peers_table(PEERS, {m: m for m in LABELS if m != "sdkit"})
+
+
+def _step_ops():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("step_ops", RESULTS.parent / "step_ops.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_peers_operator_table_shows_every_counted_variant_with_the_timed_speed():
+    step_ops = _step_ops()
+    ops = PEERS["ops_per_step"]
+    assert set(ops) == set(step_ops.VARIANTS)  # the committed run counted every variant
+    table = performance.peers_ops_table(PEERS, step_ops.LABELS, step_ops.TIMED)
+    rows = {r[0]: r for r in table.rows}
+    sdkit_row, box_row = rows[step_ops.LABELS["sdkit"]], rows[step_ops.LABELS["box-cl"]]
+    assert sdkit_row[1] == f"{ops['sdkit']:.0f}" and box_row[2] == f"{ops['box-cl'] / ops['sdkit']:.2f}x"
+    fed_cl = next(r for r in PEERS["rows"] if r["mode"] == "torchdistill-fed-cl")
+    assert box_row[3] == f"{fed_cl['images_per_second']:,.0f}"
+    assert rows[step_ops.LABELS["box-foreach"]][3] == ""  # not timed: no speed shown
+    # the committed measurement says what the tests assert live: sdkit launches no more operators than the box
+    assert ops["sdkit"] <= min(ops["box"], ops["box-cl"])
+    assert ops["sdkit-cuda-path"] <= min(ops["box-foreach"], ops["box-cl-foreach"])
+    with pytest.raises(ValueError, match="no ops_per_step"):
+        performance.peers_ops_table({**PEERS, "ops_per_step": {}}, step_ops.LABELS, step_ops.TIMED)

@@ -18,7 +18,7 @@ from ..evaluate import Table
 
 __all__ = [
     "MODES", "throughput_provenance", "throughput_table", "plot_throughput", "peers_provenance", "peers_table",
-    "peers_breakdown",
+    "peers_breakdown", "peers_ops_table",
 ]  # fmt: skip
 
 #: The two loops of the throughput benchmark, in the order they are shown.
@@ -136,3 +136,30 @@ def peers_breakdown(result: dict[str, Any], labels: Mapping[str, str], steps: Se
     rows = [[labels[m], f"{v:.1f}", ""] for m, v in us.items()]
     rows += [[name, "", f"{us[a] - us[b]:+.1f}"] for a, b, name in steps if a in us and b in us]
     return Table(["CPU time per image", "µs", "saved"], rows)
+
+
+def peers_ops_table(result: dict[str, Any], labels: Mapping[str, str], timed: Mapping[str, str]) -> Table:
+    """Operators per training step of each variant (``result["ops_per_step"]``, benchmarks/step_ops.py), with the
+    images per wall second and per CPU-second of the ``peers.py`` mode that times the same loop (``timed``), and
+    each variant's count over sdkit's as it runs there (the CPU for the CPU's variants, CUDA's for the others).
+
+    >>> result = {"ops_per_step": {"sdkit": 100.0, "box": 150.0}, "rows": [
+    ...     {"mode": "sdkit", "images_per_second": 3000.0, "images_per_cpu_second": 3100.0},
+    ...     {"mode": "fed", "images_per_second": 2000.0, "images_per_cpu_second": 2100.0}]}
+    >>> peers_ops_table(result, {"sdkit": "sdkit", "box": "box"}, {"sdkit": "sdkit", "box": "fed"}).rows[1]
+    ['box', '150', '1.50x', '2,000', '2,100']
+    """
+    ops = result.get("ops_per_step") or {}
+    if not ops:
+        raise ValueError("the result has no ops_per_step; rerun benchmarks/peers.py with torchdistill installed")
+    missing = sorted(set(ops) - set(labels))
+    if missing:
+        raise ValueError(f"labels has no entry for variant(s) {missing}; pass step_ops.LABELS")
+    by_mode = {r["mode"]: r for r in result["rows"]}
+    rows = []
+    for variant, count in ops.items():
+        base = ops.get("sdkit-cuda-path" if "foreach" in variant or "cuda" in variant else "sdkit")
+        row = by_mode.get(timed.get(variant, ""))
+        speed = ["", ""] if row is None else [f"{row[k]:,.0f}" for k in ("images_per_second", "images_per_cpu_second")]
+        rows.append([labels[variant], f"{count:.0f}", f"{count / base:.2f}x" if base else "", *speed])
+    return Table(["training step", "operators", "vs sdkit", "img/s (CPU)", "img/CPU-s"], rows)
