@@ -217,7 +217,7 @@ def check(path: str | Path, workdir: Path) -> dict[str, Any]:
     if not slice_.metrics:  # a speed benchmark: the command runs and writes its rows
         report.update(mode="runs", lines=[], ok=bool(new.get("rows")))
         return report
-    exact = same_kind(recorded, machine_info())
+    exact = same_kind(recorded, {**machine_info(), "torch_threads": threads})  # the slice ran at these threads
     lines = compare_rows(_rows_at(committed, slice_.rows), _rows_at(new, slice_.rows), slice_.keys,
                          slice_.metrics, exact)  # fmt: skip
     report.update(mode="exact" if exact else "seed noise", lines=lines, ok=bool(lines) and all(x["ok"] for x in lines))
