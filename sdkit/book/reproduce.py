@@ -108,8 +108,12 @@ def plan(path: str | Path, result: dict[str, Any] | None = None) -> Slice:
         return Slice(rel, tuple(sliced), ("rows",), ("method", "seed"),
                      {"test_accuracy": 1e-4, "test_nll": 0.01})  # fmt: skip
     if argv[:3] == ["python", "-m", "sdkit.book.regimes"]:
+        from .regimes import CELLS, METHODS
+
+        # plain, and one other method per cell, in turn, so that across the ten cells every method is checked
         cell = result["cell"]
-        sliced = _replace(_replace(_replace(_replace(_replace(argv, "--cells", cell), "--methods", "plain"),
+        other = METHODS[1 + sorted(CELLS).index(cell) % (len(METHODS) - 1)]
+        sliced = _replace(_replace(_replace(_replace(_replace(argv, "--cells", cell), "--methods", "plain", other),
                                             "--seeds", "0"), "--out", "{out}"), "--merge")  # fmt: skip
         floor = 1.0 / 10000
         return Slice(rel, tuple(sliced), ("rows",), ("method", "seed"), {"test_accuracy": floor, "test_nll": 0.01})
