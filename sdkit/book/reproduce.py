@@ -133,7 +133,7 @@ def plan(path: str | Path, result: dict[str, Any] | None = None) -> Slice:
         return Slice(rel, tuple(sliced), (), ())
     if argv[:2] == ["python", "benchmarks/peers.py"]:
         sliced = _replace(
-            _replace(_replace(_replace(argv, "--rounds", "1"), "--out", "{out}"), "--train-size", "256"),
+            _replace(_replace(_replace(argv, "--rounds", "1"), "--out", "{out}"), "--train-size", "1024"),
             "--epochs",
             "1",
         )
@@ -215,9 +215,13 @@ def check(path: str | Path, workdir: Path) -> dict[str, Any]:
     recorded = committed.get("machine") or {}
     threads = int(recorded.get("torch_threads") or 1)
     start = time.perf_counter()
-    new = run_slice(slice_, threads, workdir)
-    report: dict[str, Any] = {"file": slice_.path, "command": slice_.command, "threads": threads,
-                              "seconds": time.perf_counter() - start}  # fmt: skip
+    report: dict[str, Any] = {"file": slice_.path, "command": slice_.command, "threads": threads}
+    try:
+        new = run_slice(slice_, threads, workdir)
+    except (RuntimeError, subprocess.TimeoutExpired) as err:  # the recorded command no longer runs: a failure
+        return {**report, "seconds": time.perf_counter() - start, "mode": "failed to run", "lines": [], "ok": False,
+                "error": str(err)[-2000:]}  # fmt: skip
+    report["seconds"] = time.perf_counter() - start
     if not slice_.metrics:  # a speed benchmark: the command runs and writes its rows
         report.update(mode="runs", lines=[], ok=bool(new.get("rows")))
         return report
@@ -253,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         futures = [pool.submit(check, path, Path(tmp)) for path in files]  # each slice is its own process
         for future in as_completed(futures):
             report = future.result()
-            bad = [x for x in report["lines"] if not x["ok"]]
+            bad = [x for x in report["lines"] if not x["ok"]] or report.get("error", "")
             print(f"{report['file']}: {report['mode']}, {'ok' if report['ok'] else 'DOES NOT REPRODUCE'} "
                   f"({report['seconds']:.0f} s) {bad[:3] if bad else ''}", flush=True)  # fmt: skip
         reports = [f.result() for f in futures]
