@@ -112,31 +112,30 @@ def run_chapters(paths: list[Path], out: Path, mode: str, cell_timeout: int, tim
     return records
 
 
+def _reference(label: str, task: str, cfg: dict[str, Any], images_per_epoch: int, images_per_second: float):
+    """One measured run in the form sdkit.book.cost fits to: what was trained, on what, and how fast."""
+    from sdkit.book.cost import DATASETS
+
+    return {"label": label, "task": task, "model": cfg["model"], "width": cfg["width"],
+            "input_shape": DATASETS[cfg["dataset"]][2], "batch_size": cfg["batch_size"],
+            "images_per_epoch": images_per_epoch, "images_per_second": images_per_second}  # fmt: skip
+
+
 def references(out: Path) -> list[dict[str, Any]]:
     """The measured runs :mod:`sdkit.book.cost` fits its GPU model to, from the steps' result files."""
-    from sdkit.book.cost import DATASETS, split_sizes
+    from sdkit.book.cost import split_sizes
 
     refs = []
-    tp = out / "gpu_throughput.json"
-    if tp.exists():
-        result = json.loads(tp.read_text())
-        cfg = result["config"]
+    for name, script in (("gpu_throughput.json", "throughput"), ("gpu_peers.json", "peers")):
+        if not (out / name).exists():
+            continue
+        result = json.loads((out / name).read_text())
         for row in result["rows"]:
-            if row["mode"] == "sdkit" and row["task"] in ("train", "distill"):
-                refs.append({"label": f"benchmarks/throughput.py: sdkit {row['task']}", "task": row["task"],
-                             "model": cfg["model"], "width": cfg["width"], "input_shape": DATASETS[cfg["dataset"]][2],
-                             "batch_size": cfg["batch_size"], "images_per_epoch": row["images_per_epoch"],
-                             "images_per_second": row["images_per_second"]})  # fmt: skip
-    peers = out / "gpu_peers.json"
-    if peers.exists():
-        result = json.loads(peers.read_text())
-        cfg = result["config"]
-        for row in result["rows"]:
-            if row["mode"] == "sdkit":
-                refs.append({"label": "benchmarks/peers.py: sdkit.train (KD)", "task": "distill", "model": cfg["model"],
-                             "width": cfg["width"], "input_shape": DATASETS[cfg["dataset"]][2],
-                             "batch_size": cfg["batch_size"], "images_per_epoch": row["images_per_epoch"],
-                             "images_per_second": row["images_per_second"]})  # fmt: skip
+            task = row.get("task", "distill")  # peers.py times one job, a distillation
+            if row["mode"] == "sdkit" and task in ("train", "distill"):
+                label = f"benchmarks/{script}.py: sdkit {task}"
+                refs.append(_reference(label, task, result["config"], row["images_per_epoch"],
+                                       row["images_per_second"]))  # fmt: skip
     headline = out / "gpu_headline.json"
     if headline.exists():
         result = json.loads(headline.read_text())
@@ -145,11 +144,9 @@ def references(out: Path) -> list[dict[str, Any]]:
         for gen in result["generations"]:
             later = [r["seconds"] for r in gen["history"][1:]]  # the first epoch holds compilation and autotuning
             if later:
-                refs.append({"label": f"python -m sdkit run: generation {gen['generation']}, epochs after the first",
-                             "task": "distill" if gen["generation"] else "train", "model": cfg["model"],
-                             "width": cfg["width"], "input_shape": DATASETS[cfg["dataset"]][2],
-                             "batch_size": cfg["batch_size"], "images_per_epoch": n,
-                             "images_per_second": n * len(later) / sum(later)})  # fmt: skip
+                label = f"python -m sdkit run: generation {gen['generation']}, epochs after the first"
+                task = "distill" if gen["generation"] else "train"
+                refs.append(_reference(label, task, cfg, n, n * len(later) / sum(later)))
     return refs
 
 

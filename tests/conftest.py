@@ -15,6 +15,17 @@ matplotlib.use("Agg")  # the tests draw figures without a screen
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
+def load_script(name: str):
+    """``benchmarks/NAME.py`` as a module: the benchmarks are scripts, not a package, and their tests call them."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def digits() -> sdkit.Data:
     return sdkit.load_dataset("digits")

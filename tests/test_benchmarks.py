@@ -1,12 +1,12 @@
 """The throughput benchmark: both loops optimise the same objective, and a tiny run writes a complete result."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 import sdkit
 
@@ -14,10 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("throughput", ROOT / "benchmarks" / "throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("throughput")
 
 
 def test_the_naive_loop_distils_with_the_same_loss_as_sdkit():

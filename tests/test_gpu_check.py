@@ -1,11 +1,11 @@
 """benchmarks/gpu_check.py (the chapter runner, the summary writer) and sdkit.book.gpu_results (its table)."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from sdkit.book import cost, gpu_results
 
@@ -14,10 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_check")
 
 
 def test_a_missing_package_is_named_with_how_to_bring_it(gpu_check, capsys, monkeypatch):

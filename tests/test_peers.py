@@ -21,7 +21,6 @@ form), so a swap of ``alpha`` and ``1 - alpha`` on either side fails, even on bo
 """
 
 import copy
-import importlib.util
 import math
 import statistics
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import load_script
 
 import sdkit
 
@@ -37,10 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def peers():
-    spec = importlib.util.spec_from_file_location("peers", ROOT / "benchmarks" / "peers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("peers")
 
 
 def reference_kd(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, T: float, alpha: float) -> torch.Tensor:

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from sdkit.book import performance
 
@@ -64,12 +65,7 @@ def test_peers_tables_follow_the_measured_modes():
 
 
 def _step_ops():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("step_ops", RESULTS.parent / "step_ops.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("step_ops")
 
 
 def test_peers_operator_table_shows_every_counted_variant_with_the_timed_speed():

@@ -9,12 +9,12 @@ the syncs by counting every tensor-to-Python conversion along the code path sdki
 
 import contextlib
 import importlib
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import load_script
 
 import sdkit
 from sdkit.losses import _kd_loss_from_log_probs
@@ -25,10 +25,7 @@ loop = importlib.import_module("sdkit.train")  # the module; sdkit.train is the 
 
 @pytest.fixture(scope="module")
 def step_ops():
-    spec = importlib.util.spec_from_file_location("step_ops", ROOT / "benchmarks" / "step_ops.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("step_ops")
 
 
 def test_sdkit_launches_no_more_operators_per_step_than_torchdistills_box(torchdistill, step_ops):
