@@ -24,6 +24,7 @@ from torch import nn
 from ..extras.tabular import load_tabular
 from ..losses import distillation_loss
 from ..train import TrainingDiverged, train
+from .trend_plots import _check_title
 from .trend_training import CPU, model_maker
 
 __all__ = ["sharpness", "stability_trace", "stability_summary", "plot_stability"]
@@ -111,8 +112,7 @@ def stability_summary(trace: dict[str, Any]) -> str:
 def plot_stability(trace: dict[str, Any], title: str) -> Figure:
     """Sharpness over ``2 / lr`` per epoch for every run of :func:`stability_trace` (log scale; above the dashed
     line at 1, a step overshoots along the sharpest direction); a cross marks the epoch a run diverged at."""
-    if not isinstance(title, str):
-        raise ValueError(f"title must be a string, got title={title!r}; pass the figure's title as text")
+    _check_title(title)
     fig, ax = plt.subplots(figsize=(6.0, 3.2), dpi=90)
     for run in trace["runs"]:
         points = [(e["epoch"], e["sharpness"] / e["two_over_lr"]) for e in run["epochs"]]
